@@ -1,0 +1,1 @@
+"""Kibana saved objects (data views, dashboards, searches) and their provisioner."""

@@ -1,0 +1,453 @@
+"""The records on kubepulse's Kafka topics: the only definition of the contract.
+
+Every record is JSON, carries ``schema_version`` and is validated strictly on
+the way in (``Model.model_validate_json``): unknown fields are rejected, a
+string where a number belongs is rejected, counters and sizes are
+non-negative, identity fields are non-empty. JSON Schemas (``kubepulse schema
+export``) and Elasticsearch mappings are generated from these classes.
+
+Units are in the field names: ``*_cores`` (CPU cores, a rate), ``*_bytes``,
+``*_per_s`` (rates), ``*_seconds_total`` (counters), ``*_share`` (a fraction:
+0.5 is half; above 1 is possible, e.g. usage above request).
+
+=================  ============================  ==========================
+topic              key                           record
+=================  ============================  ==========================
+metrics.v1         ``cluster/node``              :class:`NodeScrape`
+events.v1          ``cluster/namespace/object``  :class:`KubeEvent`
+rollups.v1         series id                     :class:`Rollup`
+anomalies.v1       series id                     :class:`Anomaly`
+alerts.v1          alert fingerprint             :class:`AlertTransition`
+deadletter.v1      source topic                  :class:`DeadLetter`
+incidents.v1       ``cluster``                   :class:`Incident`
+notifications.v1   alert fingerprint             :class:`Notification`
+=================  ============================  ==========================
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from models._fingerprint import fingerprint
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Record",
+    "Filesystem",
+    "Interface",
+    "Resources",
+    "Volume",
+    "ContainerSample",
+    "PodSample",
+    "NodeSample",
+    "NodeScrape",
+    "ObjectRef",
+    "KubeEvent",
+    "Rollup",
+    "Anomaly",
+    "AlertTransition",
+    "DeadLetter",
+    "Incident",
+    "Notification",
+    "RECORD_TYPES",
+]
+
+SCHEMA_VERSION = 1
+
+Name = Annotated[str, Field(min_length=1, max_length=253)]
+"""A Kubernetes object or cluster name: required, never empty."""
+Count = Annotated[int, Field(ge=0)]
+Bytes = Annotated[int, Field(ge=0)]
+Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Share = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Record(BaseModel):
+    """Base of every topic record: strict, closed, versioned."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=False)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class _Part(BaseModel):
+    """A nested part of a record (no version of its own)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------
+# Node scrapes (kubepulse.metrics.v1)
+# --------------------------------------------------------------------------
+
+
+class Filesystem(_Part):
+    """A filesystem's use, from kubelet's ``FsStats``."""
+
+    used_bytes: Bytes | None = None
+    capacity_bytes: Bytes | None = None
+    available_bytes: Bytes | None = None
+    inodes_used: Count | None = None
+    inodes: Count | None = None
+    inodes_free: Count | None = None
+
+    @property
+    def used_share(self) -> float | None:
+        """Used bytes as a share of capacity (None when either is unknown)."""
+        if self.used_bytes is None or not self.capacity_bytes:
+            return None
+        return self.used_bytes / self.capacity_bytes
+
+
+class Interface(_Part):
+    """One network interface: counters as read, rates since the last scrape.
+
+    Rates are None on the first scrape of a series and across a counter reset
+    (a restarted container or rebooted node), never negative.
+    """
+
+    name: Name
+    rx_bytes_total: Count | None = None
+    tx_bytes_total: Count | None = None
+    rx_errors_total: Count | None = None
+    tx_errors_total: Count | None = None
+    rx_bytes_per_s: Rate | None = None
+    tx_bytes_per_s: Rate | None = None
+    rx_errors_per_s: Rate | None = None
+    tx_errors_per_s: Rate | None = None
+
+
+class Volume(Filesystem):
+    """A pod volume (``VolumeStats``), with its PersistentVolumeClaim if any."""
+
+    name: Name
+    pvc_name: str | None = None
+
+
+class Resources(_Part):
+    """CPU and memory amounts: requests, limits, allocatable or capacity."""
+
+    cpu_cores: Rate | None = None
+    memory_bytes: Bytes | None = None
+
+
+class _Usage(_Part):
+    """CPU and memory use shared by nodes, pods and containers.
+
+    ``cpu_cores`` is the rate of ``usageCoreNanoSeconds`` between two scrapes
+    (not kubelet's own ``usageNanoCores``, which is a sample of a sample).
+    """
+
+    cpu_cores: Rate | None = None
+    cpu_usage_seconds_total: Rate | None = None
+    memory_working_set_bytes: Bytes | None = None
+    memory_rss_bytes: Bytes | None = None
+    memory_usage_bytes: Bytes | None = None
+    memory_available_bytes: Bytes | None = None
+    memory_page_faults_total: Count | None = None
+    memory_major_page_faults_total: Count | None = None
+
+
+class _Utilisation(_Part):
+    """Usage as a share of request, of limit and of node allocatable.
+
+    With no limit set, the limit share is None: never a silent fallback to the
+    node (that is what ``*_node_share`` is for).
+    """
+
+    cpu_request_share: Share | None = None
+    cpu_limit_share: Share | None = None
+    cpu_node_share: Share | None = None
+    memory_request_share: Share | None = None
+    memory_limit_share: Share | None = None
+    memory_node_share: Share | None = None
+
+
+class ContainerSample(_Usage, _Utilisation):
+    """One container in one scrape."""
+
+    name: Name
+    requests: Resources = Field(default_factory=Resources)
+    limits: Resources = Field(default_factory=Resources)
+    rootfs: Filesystem | None = None
+    logs: Filesystem | None = None
+    restart_count: Count | None = None
+    last_terminated_reason: str | None = None
+    """e.g. ``OOMKilled``, from the pod status, when the container restarted."""
+
+
+class PodSample(_Usage, _Utilisation):
+    """One pod in one scrape, joined with its spec (requests, limits, owner)."""
+
+    namespace: Name
+    name: Name
+    uid: str = ""
+    workload_kind: str | None = None
+    """Deployment, StatefulSet, DaemonSet, Job, CronJob (resolved via ReplicaSet/Job)."""
+    workload_name: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    phase: str | None = None
+    requests: Resources = Field(default_factory=Resources)
+    limits: Resources = Field(default_factory=Resources)
+    network: list[Interface] = Field(default_factory=list)
+    ephemeral_storage: Filesystem | None = None
+    volumes: list[Volume] = Field(default_factory=list)
+    containers: list[ContainerSample] = Field(default_factory=list)
+
+
+class NodeSample(_Usage):
+    """The node itself in one scrape, with its allocatable and capacity."""
+
+    allocatable: Resources = Field(default_factory=Resources)
+    capacity: Resources = Field(default_factory=Resources)
+    cpu_node_share: Share | None = None
+    memory_node_share: Share | None = None
+    network: list[Interface] = Field(default_factory=list)
+    fs: Filesystem | None = None
+    imagefs: Filesystem | None = None
+    conditions: dict[str, str] = Field(default_factory=dict)
+    """Node condition type to status, e.g. ``{"MemoryPressure": "True"}``."""
+
+
+class NodeScrape(Record):
+    """One scrape of one node: the node's, its pods' and containers' samples.
+
+    Batching per node scrape is what makes the throughput budget reachable:
+    the per-message cost is paid once per node, not once per sample.
+    """
+
+    cluster: Name
+    node: Name
+    timestamp: AwareDatetime
+    source: Literal["summary", "metrics.k8s.io", "simulator"] = "summary"
+    node_stats: NodeSample = Field(default_factory=NodeSample)
+    pods: list[PodSample] = Field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.cluster}/{self.node}"
+
+
+# --------------------------------------------------------------------------
+# Kubernetes Events (kubepulse.events.v1)
+# --------------------------------------------------------------------------
+
+
+class ObjectRef(_Part):
+    kind: Name
+    name: Name
+    namespace: str | None = None
+    uid: str | None = None
+    field_path: str | None = None
+
+
+class KubeEvent(Record):
+    """One core/v1 Event as the API server reports it."""
+
+    cluster: Name
+    uid: Name
+    namespace: str
+    name: Name
+    reason: str
+    type: str = "Normal"
+    """``Normal`` or ``Warning`` (Kubernetes does not forbid others)."""
+    message: str = ""
+    count: Count = 1
+    first_seen: AwareDatetime | None = None
+    last_seen: AwareDatetime | None = None
+    involved_object: ObjectRef
+    source_component: str | None = None
+    source_host: str | None = None
+    resource_version: str = ""
+
+    @property
+    def key(self) -> str:
+        ns = self.involved_object.namespace or self.namespace or "-"
+        return f"{self.cluster}/{ns}/{self.involved_object.name}"
+
+    @property
+    def timestamp(self) -> datetime | None:
+        return self.last_seen or self.first_seen
+
+
+# --------------------------------------------------------------------------
+# Results (rollups, anomalies, alerts)
+# --------------------------------------------------------------------------
+
+Level = Literal["series", "workload", "namespace", "node", "cluster"]
+
+
+class Rollup(Record):
+    """Aggregates of one series (or one aggregate of series) over one window."""
+
+    series_id: Name
+    level: Level = "series"
+    cluster: Name
+    node: str | None = None
+    namespace: str | None = None
+    workload: str | None = None
+    pod: str | None = None
+    container: str | None = None
+    metric: Name
+    window: Literal["1m", "5m"]
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    min: Finite
+    max: Finite
+    mean: Finite
+    last: Finite
+    sum: Finite
+    count: Annotated[int, Field(ge=1)]
+
+    @property
+    def key(self) -> str:
+        return self.series_id
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Rollup:
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        # Float summation may put the mean a hair outside [min, max]; a
+        # reversed range or a mean far outside it is a bug upstream.
+        slack = 1e-9 * max(1.0, abs(self.min), abs(self.max))
+        if self.min > self.max or not self.min - slack <= self.mean <= self.max + slack:
+            raise ValueError("expected min <= mean <= max")
+        return self
+
+
+class Anomaly(Record):
+    """A point whose anomaly score crossed the configured threshold."""
+
+    series_id: Name
+    cluster: Name
+    node: str | None = None
+    namespace: str | None = None
+    workload: str | None = None
+    pod: str | None = None
+    container: str | None = None
+    metric: Name
+    timestamp: AwareDatetime
+    value: Finite
+    baseline: Finite | None = None
+    score: Share
+    threshold: Share
+    detector: Name
+
+    @property
+    def key(self) -> str:
+        return self.series_id
+
+
+class AlertTransition(Record):
+    """A change of an alert's state, in Alertmanager's vocabulary.
+
+    ``fingerprint`` is the FNV-64a hash of the sorted labels (Alertmanager's
+    own), and PagerDuty's ``dedup_key``. ``sequence`` counts the transitions
+    of one fingerprint, so a consumer can drop a repeat after a replay.
+    """
+
+    fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+    rule: Name
+    value: Finite | None = None
+    threshold: Finite | None = None
+    sequence: Annotated[int, Field(ge=1)] = 1
+    generator_url: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.fingerprint
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertTransition:
+        if "alertname" not in self.labels:
+            raise ValueError("labels must include alertname")
+        expected = fingerprint(self.labels)
+        if self.fingerprint != expected:
+            raise ValueError(f"fingerprint {self.fingerprint} does not match labels (expected {expected})")
+        if self.status == "resolved" and self.ends_at is None:
+            raise ValueError("a resolved alert needs ends_at")
+        return self
+
+
+# --------------------------------------------------------------------------
+# Operations: dead letters, incidents (ground truth), notifications
+# --------------------------------------------------------------------------
+
+
+class DeadLetter(Record):
+    """A record that could not be decoded or processed, kept with the reason."""
+
+    source_topic: Name
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    stage: Name
+    """Where it failed: ``decode``, ``windows``, ``indexing``, ``notify:<receiver>``..."""
+    reason: Name
+    error_type: str = ""
+    payload: str = ""
+    """The original bytes as text (invalid UTF-8 escaped), never with secrets."""
+    occurred_at: AwareDatetime
+
+
+class Incident(Record):
+    """The ground truth of one incident injected by the simulated fleet."""
+
+    incident_id: Name
+    kind: Literal["cpu_spike", "memory_leak", "network_storm", "disk_fill", "crash_loop", "node_memory_pressure"]
+    cluster: Name
+    node: str | None = None
+    namespace: str | None = None
+    pod: str | None = None
+    container: str | None = None
+    metrics: list[str] = Field(default_factory=list)
+    """The metrics the incident changes, as named in series ids."""
+    start: AwareDatetime
+    end: AwareDatetime
+    seed: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.cluster
+
+
+class Notification(Record):
+    """One delivery attempt of a notification to a receiver, and its outcome."""
+
+    notification_id: Name
+    receiver: Name
+    integration: Literal["pagerduty", "slack", "email", "webhook", "console", "kafka"]
+    group_key: str
+    fingerprints: list[str]
+    status: Literal["firing", "resolved"]
+    attempt: Annotated[int, Field(ge=1)]
+    outcome: Literal["sent", "retry", "failed", "suppressed"]
+    error: str | None = None
+    http_status: int | None = None
+    at: AwareDatetime
+
+    @property
+    def key(self) -> str:
+        return self.group_key
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    "metrics": NodeScrape,
+    "events": KubeEvent,
+    "rollups": Rollup,
+    "anomalies": Anomaly,
+    "alerts": AlertTransition,
+    "deadletter": DeadLetter,
+    "incidents": Incident,
+    "notifications": Notification,
+}
+"""Record kind (the topic's middle name and the index kind) to its class."""

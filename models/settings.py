@@ -1,0 +1,310 @@
+"""Settings: one pydantic-settings object per process, in groups.
+
+Sources, highest priority first: keyword arguments, environment variables
+(prefix ``KUBEPULSE_``, ``__`` between a group and its field, e.g.
+``KUBEPULSE_KAFKA__BOOTSTRAP_SERVERS``), the YAML file named by
+``KUBEPULSE_CONFIG`` (or ``--config``), then the defaults here.
+
+Settings are passed explicitly to whatever needs them; nothing else in
+kubepulse reads ``os.environ``. A wrong value fails at start with
+:class:`ConfigError`, which names the field, what was wrong and how to fix it.
+Secrets are ``SecretStr``: their repr and str are ``**********``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from models.errors import ConfigError
+
+__all__ = [
+    "Settings",
+    "KafkaSettings",
+    "ElasticsearchSettings",
+    "ClusterSettings",
+    "KubernetesSettings",
+    "StreamsSettings",
+    "AlertingSettings",
+    "RetentionSettings",
+    "SimulatorSettings",
+    "load_settings",
+]
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class KafkaSettings(_Group):
+    """Where Kafka is and how to talk to it."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated ``host:port`` list. The default is what ``deploy/local/stack`` starts."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    topic_partitions: int = Field(8, ge=1, le=1024)
+    """Partitions for topics kubepulse creates: the ceiling on worker processes per group."""
+    topic_replication: int = Field(1, ge=1)
+    """1 suits the single local broker; use 3 on a real cluster."""
+    consumer_group: str = "kubepulse-worker"
+    topic_prefix: str = Field("", pattern=r"^[a-zA-Z0-9._-]*$")
+    """Prepended to every topic name; tests and shared Kafka clusters use it to keep runs apart."""
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _hosts(cls, v: str) -> str:
+        for hp in v.split(","):
+            host, _, port = hp.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{hp!r} is not host:port (e.g. 127.0.0.1:9092)")
+        return v
+
+    @model_validator(mode="after")
+    def _sasl(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise ValueError("SASL needs sasl_mechanism, sasl_username and sasl_password")
+        return self
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection keyword arguments for aiokafka producers and consumers."""
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
+        if self.security_protocol.startswith("SASL"):
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        return kw
+
+
+class ElasticsearchSettings(_Group):
+    """Where Elasticsearch is, how to authenticate, and how to write."""
+
+    url: str = "http://127.0.0.1:9200"
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_certs: Path | None = None
+    verify_certs: bool = True
+    index_prefix: str = "kubepulse"
+    """Indices are ``<prefix>-<kind>-YYYY.MM.DD`` with an alias ``<prefix>-<kind>``."""
+    bulk_max_docs: int = Field(2000, ge=1)
+    """Documents per bulk request; 2,000 one-entity metrics docs is about 2 MB."""
+    bulk_max_seconds: float = Field(1.0, gt=0)
+    """Longest a document waits in a batch: bounds indexing latency."""
+    request_timeout_s: float = Field(30.0, gt=0)
+    number_of_shards: int = Field(1, ge=1)
+    number_of_replicas: int = Field(0, ge=0)
+    """0 suits the single local node (yellow health otherwise); use 1+ on a real cluster."""
+    ilm_policy: str | None = None
+    """Name an existing ILM policy to attach to the templates; otherwise the janitor deletes old indices."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _auth(self) -> ElasticsearchSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("basic auth needs both username and password")
+        if self.api_key and self.username:
+            raise ValueError("choose api_key or username/password, not both")
+        return self
+
+
+class ClusterSettings(_Group):
+    """One Kubernetes cluster to watch."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = False
+
+    @model_validator(mode="after")
+    def _source(self) -> ClusterSettings:
+        if self.in_cluster and (self.kubeconfig or self.context):
+            raise ValueError("in_cluster clusters take no kubeconfig or context")
+        return self
+
+
+class KubernetesSettings(_Group):
+    """How the collector reads clusters."""
+
+    interval_s: float = Field(15.0, ge=1)
+    """Scrape interval. 15 s matches kubelet's default housekeeping and metrics-server."""
+    jitter_s: float = Field(1.5, ge=0)
+    """Random shift of each pass, so many collectors do not hit API servers in lockstep."""
+    request_timeout_s: float = Field(10.0, gt=0)
+    concurrency: int = Field(32, ge=1, le=1024)
+    """Parallel node-proxy requests per cluster: high enough for 1,000 nodes in 15 s."""
+    retry_max_s: float = Field(60.0, gt=0)
+    """Ceiling of the backoff between retries of a failing cluster."""
+
+
+class StreamsSettings(_Group):
+    """Windows, detector and rules in the worker."""
+
+    window_grace_s: float = Field(30.0, ge=0)
+    """How late (event time) a sample may arrive and still be folded into its window."""
+    detector: str = "default"
+    anomaly_threshold: float = Field(6.0, gt=0)
+    """Score above which a point is published as an anomaly (see the detector docs for the scale)."""
+    rules_files: list[Path] = Field(default_factory=list)
+    """Rule files; empty means the default rule pack shipped with kubepulse."""
+    use_default_rules: bool = True
+
+
+class AlertingSettings(_Group):
+    """Receivers, routes, inhibitions; the schema is checked by streams.alerting when it loads."""
+
+    config_file: Path | None = None
+    """Alertmanager-style YAML (route, receivers, inhibit_rules); none means the console receiver."""
+    notifications_file: Path | None = None
+    """Where the console receiver also appends JSON lines (the demo reads it)."""
+    pagerduty_routing_key: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+    slack_token: SecretStr | None = None
+    slack_channel: str | None = None
+    smtp_password: SecretStr | None = None
+    kibana_url: str | None = None
+    """Base URL for links in notifications (dashboards, Discover)."""
+
+
+class RetentionSettings(_Group):
+    """Days to keep each index kind (the janitor deletes older daily indices)."""
+
+    metrics_days: int = Field(7, ge=1)
+    events_days: int = Field(30, ge=1)
+    rollups_days: int = Field(90, ge=1)
+    anomalies_days: int = Field(90, ge=1)
+    alerts_days: int = Field(365, ge=1)
+    notifications_days: int = Field(365, ge=1)
+    deadletter_days: int = Field(30, ge=1)
+
+
+class SimulatorSettings(_Group):
+    clusters: int = Field(3, ge=1)
+    nodes_per_cluster: int = Field(8, ge=1)
+    pods_per_node: int = Field(10, ge=1)
+    seed: int = 42
+    interval_s: float = Field(15.0, gt=0)
+    incident_every_s: float = Field(180.0, gt=0)
+    labels_file: Path | None = None
+
+
+class Settings(BaseSettings):
+    """Everything one kubepulse process is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KUBEPULSE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
+    clusters: list[ClusterSettings] = Field(default_factory=list)
+    """Clusters to watch, e.g. ``KUBEPULSE_CLUSTERS='[{"name":"prod","context":"prod"}]'``."""
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    http_port: int = Field(8000, ge=0, le=65535)
+    """Port of /healthz, /readyz and /metrics; 0 disables the server."""
+
+    @field_validator("clusters")
+    @classmethod
+    def _unique(cls, v: list[ClusterSettings]) -> list[ClusterSettings]:
+        names = [c.name for c in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"cluster names must be unique, repeated: {sorted(dup)}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_file = _CONFIG_FILE.get("path")
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+
+_CONFIG_FILE: dict[str, Path | None] = {}
+
+_FIXES = {
+    "kafka": "KUBEPULSE_KAFKA__{FIELD}",
+    "elasticsearch": "KUBEPULSE_ELASTICSEARCH__{FIELD}",
+    "kubernetes": "KUBEPULSE_KUBERNETES__{FIELD}",
+    "streams": "KUBEPULSE_STREAMS__{FIELD}",
+    "alerting": "KUBEPULSE_ALERTING__{FIELD}",
+    "retention": "KUBEPULSE_RETENTION__{FIELD}",
+    "simulator": "KUBEPULSE_SIMULATOR__{FIELD}",
+}
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        field = ".".join(loc) or "(settings)"
+        where = ""
+        if loc and loc[0] in _FIXES and len(loc) > 1:
+            where = f"; set {_FIXES[loc[0]].format(FIELD=loc[1].upper())} or `{loc[0]}: {{{loc[1]}: ...}}` in the YAML file"
+        elif loc:
+            where = f"; set KUBEPULSE_{loc[0].upper()} or `{loc[0]}:` in the YAML file"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict | list) or "secret" in field or "password" in field or "key" in field else f" (got {value!r})"
+        lines.append(f"  {field}: {e['msg']}{shown}{where}")
+    return "invalid kubepulse settings:\n" + "\n".join(lines)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings, or raise :class:`ConfigError` naming each bad field and its fix.
+
+    ``config_file`` defaults to ``$KUBEPULSE_CONFIG``; this is the one place
+    that reads the environment (pydantic-settings reads the rest).
+    """
+    path = config_file or os.environ.get("KUBEPULSE_CONFIG") or None
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (set KUBEPULSE_CONFIG or --config to a YAML file)")
+    _CONFIG_FILE["path"] = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    finally:
+        _CONFIG_FILE.pop("path", None)

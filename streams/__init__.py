@@ -1,0 +1,1 @@
+"""The Faust app: windows, anomaly scores, rules, alert state, indexing and alert routing."""

@@ -1,0 +1,78 @@
+"""The topics: kubepulse's contract between processes, declared once.
+
+Collectors import this module for topic names and keys (it does not import
+Faust); ``streams.app`` turns the same specs into Faust topics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.records import (
+    AlertTransition,
+    Anomaly,
+    DeadLetter,
+    Incident,
+    KubeEvent,
+    NodeScrape,
+    Notification,
+    Record,
+    Rollup,
+)
+
+__all__ = [
+    "TopicSpec",
+    "TOPICS",
+    "METRICS",
+    "EVENTS",
+    "ROLLUPS",
+    "ANOMALIES",
+    "ALERTS",
+    "DEADLETTER",
+    "INCIDENTS",
+    "NOTIFICATIONS",
+    "spec_for",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    kind: str
+    """The record kind: also the Elasticsearch index kind."""
+    value_type: type[Record]
+    key: str
+    """What the key is; keys decide partitions, so one series stays on one worker."""
+    compacted: bool = False
+
+    def named(self, prefix: str = "") -> str:
+        """The topic's name under a prefix (``KafkaSettings.topic_prefix``).
+
+        >>> ALERTS.named("t1.")
+        't1.kubepulse.alerts.v1'
+        """
+        return prefix + self.name
+
+
+METRICS = TopicSpec("kubepulse.metrics.v1", "metrics", NodeScrape, "cluster/node")
+EVENTS = TopicSpec("kubepulse.events.v1", "events", KubeEvent, "cluster/namespace/object")
+ROLLUPS = TopicSpec("kubepulse.rollups.v1", "rollups", Rollup, "series id")
+ANOMALIES = TopicSpec("kubepulse.anomalies.v1", "anomalies", Anomaly, "series id")
+ALERTS = TopicSpec("kubepulse.alerts.v1", "alerts", AlertTransition, "alert fingerprint")
+DEADLETTER = TopicSpec("kubepulse.deadletter.v1", "deadletter", DeadLetter, "source topic")
+INCIDENTS = TopicSpec("kubepulse.incidents.v1", "incidents", Incident, "cluster")
+NOTIFICATIONS = TopicSpec("kubepulse.notifications.v1", "notifications", Notification, "alert group key")
+
+TOPICS: tuple[TopicSpec, ...] = (METRICS, EVENTS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS)
+
+
+def spec_for(name_or_kind: str) -> TopicSpec:
+    """The spec of a topic by its name or its kind.
+
+    >>> spec_for("alerts").name
+    'kubepulse.alerts.v1'
+    """
+    for t in TOPICS:
+        if name_or_kind in (t.name, t.kind):
+            return t
+    raise KeyError(f"no kubepulse topic {name_or_kind!r}; known: {', '.join(t.name for t in TOPICS)}")
