@@ -1,0 +1,65 @@
+"""Small helpers for tests that talk to the real Kafka: produce records, read a topic back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from models.codec import encode
+from models.records import Record
+from models.settings import Settings
+
+
+async def create_topics(settings: Settings, names: list[str], *, partitions: int = 4) -> None:
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+async def produce(settings: Settings, topic: str, items: list[tuple[str | None, Record | bytes]]) -> None:
+    """Send (key, record-or-raw-bytes) pairs and wait until all are acknowledged."""
+    producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = []
+        for key, value in items:
+            data = value if isinstance(value, bytes) else encode(value)
+            futures.append(await producer.send(topic, data, key=key.encode() if key is not None else None))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def consume(settings: Settings, topic: str, *, count: int, timeout: float = 30.0) -> list[tuple[str | None, bytes]]:
+    """Read a topic from the beginning until ``count`` messages arrived or ``timeout`` passed."""
+    consumer = AIOKafkaConsumer(
+        **settings.kafka.aiokafka_kwargs(), auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    out: list[tuple[str | None, bytes]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            parts = consumer.partitions_for_topic(topic)
+            if parts:
+                consumer.assign([TopicPartition(topic, p) for p in parts])
+                await consumer.seek_to_beginning()
+                break
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.2)
+        while len(out) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                out.extend((m.key.decode() if m.key else None, m.value) for m in msgs)
+    finally:
+        await consumer.stop()
+    return out
