@@ -1,0 +1,92 @@
+"""Benchmark of the default anomaly detector: throughput, state size and NAB score.
+
+Replays the NAB subset (``../shared/nab/data`` relative to the repo, or the
+directory given as argv[1] or ``KUBEPULSE_BENCH_NAB_DATA``) through fresh
+detectors, or a synthetic daily-cycle fleet when that directory is absent.
+When NAB's scorer is found at ``../shared/nab/nab_score.py`` it scores the
+output.  The last line printed is one JSON object.
+
+    python bench/detector.py [DATA_DIR] [--detector NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from models.detectors import DEFAULT_DETECTOR  # noqa: E402
+from models.replay import replay  # noqa: E402
+
+NAB = REPO.parent / "shared" / "nab"
+
+
+def synthetic(root: Path, *, series: int = 20, points: int = 20_000) -> None:
+    """Daily cycles at a 15 s scrape, noise, a spike and a level shift per series."""
+    rng = random.Random(0)
+    day = 86400 / 15
+    for k in range(series):
+        path = root / "synthetic" / f"series_{k:03d}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as fh:
+            fh.write("timestamp,value\n")
+            for i in range(points):
+                v = 50 + 20 * math.sin(2 * math.pi * i / day) + rng.gauss(0, 2)
+                v += 40 if i == points // 2 else 0
+                v += 15 if i > 3 * points // 4 else 0
+                fh.write(f"{1_700_000_000 + 15 * i},{v:.4f}\n")
+
+
+def nab_scores(out: Path) -> dict[str, float]:
+    """Run NAB's scorer on the replay output and parse its table."""
+    proc = subprocess.run(
+        [sys.executable, str(NAB / "nab_score.py"), "--results-dir", str(out), "--detector", "kubepulse"],
+        capture_output=True, text=True, check=True,
+    )
+    for line in proc.stdout.splitlines():
+        cells = line.split("\t")
+        if cells[0] == "kubepulse" and len(cells) == 4 and all(re.fullmatch(r"-?[\d.]+", c) for c in cells[1:]):
+            return {"nab_standard": float(cells[1]), "nab_low_fp": float(cells[2]), "nab_low_fn": float(cells[3])}
+    raise RuntimeError(f"cannot parse the NAB scorer's output:\n{proc.stdout}\n{proc.stderr}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data_dir", nargs="?", default=os.environ.get("KUBEPULSE_BENCH_NAB_DATA", str(NAB / "data")))
+    ap.add_argument("--detector", default=DEFAULT_DETECTOR)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(args.data_dir)
+        is_nab = data.is_dir()
+        if not is_nab:
+            data = Path(tmp) / "data"
+            synthetic(data)
+        out = Path(tmp) / "out"
+        summary = replay(data, out, detector=args.detector)
+        result = {
+            "detector": summary["detector"],
+            "data": str(args.data_dir) if is_nab else "synthetic",
+            "points": summary["points"],
+            "points_per_s": round(summary["points_per_s"]),
+            "state_bytes_max": summary["state_bytes_max"],
+            "state_bytes_mean": round(summary["state_bytes_mean"], 1),
+        }
+        if is_nab and (NAB / "nab_score.py").is_file():
+            result.update(nab_scores(out))
+    print(json.dumps(summary["parameters"]), file=sys.stderr)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""Online univariate anomaly detectors, one instance per series, as River estimators.
+
+Every detector follows River's protocol for anomaly detectors: call
+``score_one(x)`` on a new sample *before* ``learn_one(x)`` (no look-ahead).
+``x`` is a dict holding the sample under ``feature`` (``"value"`` unless
+configured).  Both methods also take an optional ``t`` (epoch seconds), given
+either as the keyword argument or as ``x["t"]``; detectors that know about
+time use it, the others ignore it.
+
+Scores are 0 during warm-up, higher means more anomalous, and they are never
+capped: alert thresholds and NAB's threshold optimisation depend on how scores
+rank, not on a 0-1 scale.  A sample that is not a finite number scores 0 and
+is not learned, so one bad scrape cannot poison a baseline.
+
+A detector's whole state pickles into well under 1 KiB (``pickle.dumps(det)``
+is what the Faust table stores): the classes keep their state in
+``__slots__`` and pickle a flat tuple of floats.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+from river import base
+
+__all__ = [
+    "DEFAULT_DETECTOR",
+    "DETECTORS",
+    "EWMAZScore",
+    "SeasonalZScore",
+    "make_detector",
+]
+
+_isfinite = math.isfinite
+_sqrt = math.sqrt
+
+
+class EWMAZScore(base.AnomalyDetector):
+    """Distance from an exponentially weighted mean, in exponentially weighted standard deviations.
+
+    The simple baseline the other detectors are compared with: the score of a
+    sample is ``|x - mean| / std`` where mean and variance are exponentially
+    weighted with rate ``alpha`` (``1/n`` while fewer than ``1/alpha``
+    samples have been seen, so early estimates are plain averages).  Every
+    sample teaches the baseline, anomalies included.
+
+    Parameters
+    ----------
+    alpha
+        Weight of the newest sample in the mean and variance; ``1/alpha`` is
+        the memory in samples (0.003: about 1 day at a 5-minute interval).
+    warmup
+        Samples scored 0 while the estimates settle.
+    rel_floor
+        The standard deviation is never taken below ``rel_floor`` times the
+        typical magnitude of the series, so a constant series plus tiny noise
+        does not score huge.
+    feature
+        Key of the value in ``x``.
+
+    Examples
+    --------
+    >>> det = EWMAZScore(warmup=10)
+    >>> for v in [10.0, 11.0] * 50:
+    ...     _ = det.score_one({"value": v})
+    ...     det.learn_one({"value": v})
+    >>> round(det.score_one({"value": 10.5}), 2), round(det.score_one({"value": 30.0}), 1)
+    (0.0, 38.2)
+    >>> round(det.baseline, 1)
+    10.5
+    """
+
+    name = "ewma_z"
+    __slots__ = ("alpha", "warmup", "rel_floor", "feature", "_n", "_mean", "_var", "_scale")
+
+    def __init__(
+        self, alpha: float = 0.003, warmup: int = 30, rel_floor: float = 1e-3, feature: str = "value"
+    ) -> None:
+        self.alpha = alpha
+        self.warmup = warmup
+        self.rel_floor = rel_floor
+        self.feature = feature
+        self._n = 0
+        self._mean = 0.0
+        self._var = 0.0
+        self._scale = 0.0
+
+    @property
+    def baseline(self) -> float:
+        """The expected value of the next sample (the weighted mean)."""
+        return self._mean
+
+    def params(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "warmup": self.warmup, "rel_floor": self.rel_floor, "feature": self.feature}
+
+    def score_one(self, x: dict, t: float | None = None) -> float:
+        if self._n < self.warmup:
+            return 0.0
+        v = x.get(self.feature)
+        if v is None or v != v or v in (math.inf, -math.inf):
+            return 0.0
+        sd = _sqrt(self._var) + self.rel_floor * self._scale + 1e-12
+        return abs(v - self._mean) / sd
+
+    def learn_one(self, x: dict, t: float | None = None) -> None:
+        v = x.get(self.feature)
+        if v is None or v != v or v in (math.inf, -math.inf):
+            return
+        n = self._n + 1
+        self._n = n
+        a = 1.0 / n if n * self.alpha < 1.0 else self.alpha
+        d = v - self._mean
+        self._mean += a * d
+        self._var = (1.0 - a) * (self._var + a * d * d)
+        self._scale += a * (abs(v) - self._scale)
+
+    def __getstate__(self) -> tuple:
+        return (self.alpha, self.warmup, self.rel_floor, self.feature,
+                self._n, self._mean, self._var, self._scale)
+
+    def __setstate__(self, state: tuple) -> None:
+        (self.alpha, self.warmup, self.rel_floor, self.feature,
+         self._n, self._mean, self._var, self._scale) = state
+
+
+class SeasonalZScore(base.AnomalyDetector):
+    """Surprise against a daily-seasonal baseline, with a refractory period after each alarm.
+
+    Two forecasters run side by side on every series, and the one that has
+    been more accurate lately judges each sample:
+
+    * **flat**: an exponentially weighted level ``m`` (rate ``alpha``);
+      forecast ``m``.
+    * **seasonal** (only when samples carry a time ``t``): a level ``L`` plus
+      a time-of-day profile ``S[b]`` of ``bins`` buckets over ``period``
+      seconds, learned from the residual ``x - L`` at rate ``beta`` per
+      sample falling in the bucket (an additive Holt-Winters model whose season
+      is indexed by wall-clock time, not by sample count, so gaps and jittery
+      scrape intervals need no special handling).
+
+    Each forecaster keeps an exponentially weighted mean squared error; the
+    seasonal one is used when its error is below ``season_gain`` times the
+    flat one's, so a series without a daily cycle is judged by the flat model
+    and one with a cycle is not flagged every morning.  The surprise of a
+    sample is its absolute forecast error over the chosen model's error
+    scale.  That error scale has a floor of ``rel_floor`` times the typical
+    magnitude of the series, so a constant series is handled without
+    dividing by zero and tiny noise on it scores near 0, while a real change
+    of a constant series scores very high.
+
+    NAB-style alarm hygiene: once a sample scores at least ``alarm``, the
+    next ``refractory`` samples have their score multiplied by
+    ``refractory_factor``.  One incident then raises one alarm at its start,
+    not a burst, while the baseline keeps learning, so a level shift is
+    adopted (after about ``1/alpha`` samples) before the refractory period
+    ends.  Anomalous samples teach the baseline only at rate ``alpha`` and
+    only up to ``clip`` error scales, so a spike moves it by at most
+    ``alpha * clip`` scales however high it is.
+
+    Counters should be fed as rates (deltas over the interval), as the streams
+    do: a reset is then one hugely negative sample that scores high once and
+    moves the baseline by only ``alpha`` of its size.
+
+    The score is not capped; it is in units of forecast standard deviations
+    (so 6 means a 6-sigma surprise).  It is 0 for the first ``warmup``
+    samples and for samples that are not finite numbers (those are not
+    learned either).
+
+    Parameters
+    ----------
+    alpha
+        Weight of the newest sample in the level and error estimates; the
+        memory is ``1/alpha`` samples (0.003: about a day at 5-minute
+        samples, 80 minutes at a 15-second scrape).
+    beta
+        Weight of the newest sample in its time-of-day bucket.
+    bins
+        Buckets in the seasonal profile (24: hourly buckets of a day).
+    period
+        Length of the season in seconds (86400: daily).
+    season_gain
+        The seasonal model judges samples only when its mean squared error is
+        below this fraction of the flat model's.
+    clip
+        Errors are winsorised at this many error scales before they update the
+        models (bounded influence of glitches; 20 leaves ordinary anomalies
+        untouched).
+    alarm
+        Score at which an alarm starts a refractory period.
+    refractory
+        Samples after an alarm whose score is damped.
+    refractory_factor
+        Multiplier of scores inside the refractory period (0 silences them).
+    warmup
+        Samples scored 0 while the estimates settle.
+    rel_floor
+        Floor of the error scale, relative to the series' typical magnitude.
+    feature
+        Key of the value in ``x``.
+
+    Examples
+    --------
+    A series with a daily cycle sampled every 5 minutes; a value that would
+    be normal at noon is anomalous at midnight:
+
+    >>> import math
+    >>> det = SeasonalZScore()
+    >>> def sample(i):
+    ...     t = i * 300.0
+    ...     return {"value": 50 + 30 * math.sin(2 * math.pi * t / 86400) + (i % 3)}, t
+    >>> scores = []
+    >>> for i in range(288 * 5):
+    ...     x, t = sample(i)
+    ...     scores.append(det.score_one(x, t=t))
+    ...     det.learn_one(x, t=t)
+    >>> max(scores[288 * 4:]) < 4           # the cycle itself is not anomalous
+    True
+    >>> t = 288 * 5 * 300.0                 # midnight; the cycle expects about 50 here
+    >>> det.score_one({"value": 80.0}, t=t) > 6
+    True
+    >>> round(det.baseline)              # what it expected at 23:55, the last sample
+    48
+    >>> det.name, det.params()["bins"]
+    ('seasonal_z', 24)
+    """
+
+    name = "seasonal_z"
+    __slots__ = (
+        "alpha", "beta", "bins", "period", "season_gain", "clip", "alarm", "refractory",
+        "refractory_factor", "warmup", "rel_floor", "feature",
+        "_n", "_flat", "_flat_var", "_level", "_season", "_season_var", "_scale",
+        "_quiet", "_bin",
+    )
+
+    def __init__(
+        self,
+        alpha: float = 0.003,
+        beta: float = 0.1,
+        bins: int = 24,
+        period: float = 86400.0,
+        season_gain: float = 0.8,
+        clip: float = 20.0,
+        alarm: float = 6.0,
+        refractory: int = 400,
+        refractory_factor: float = 0.0,
+        warmup: int = 30,
+        rel_floor: float = 1e-3,
+        feature: str = "value",
+    ) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.bins = bins
+        self.period = period
+        self.season_gain = season_gain
+        self.clip = clip
+        self.alarm = alarm
+        self.refractory = refractory
+        self.refractory_factor = refractory_factor
+        self.warmup = warmup
+        self.rel_floor = rel_floor
+        self.feature = feature
+        self._n = 0
+        self._flat = 0.0  # flat model: level and mean squared error
+        self._flat_var = 0.0
+        self._level = 0.0  # seasonal model: level, profile and mean squared error
+        self._season = [0.0] * bins
+        self._season_var = 0.0
+        self._scale = 0.0  # typical |x|, for the error floor
+        self._quiet = 0  # samples left in the refractory period
+        self._bin = -1  # bucket of the last sample, for `baseline`
+
+    # -- the River protocol ---------------------------------------------------------------
+
+    def score_one(self, x: dict, t: float | None = None) -> float:
+        if self._n < self.warmup:
+            return 0.0
+        v = x.get(self.feature)
+        if v is None or v != v or v in (math.inf, -math.inf):
+            return 0.0
+        if t is None:
+            t = x.get("t")
+        floor = self.rel_floor * self._scale + 1e-12
+        if t is not None and self._season_var < self.season_gain * self._flat_var:
+            b = int((t % self.period) * self.bins / self.period)
+            s = abs(v - self._level - self._season[b]) / (_sqrt(self._season_var) + floor)
+        else:
+            s = abs(v - self._flat) / (_sqrt(self._flat_var) + floor)
+        if self._quiet:
+            return s * self.refractory_factor
+        return s
+
+    def learn_one(self, x: dict, t: float | None = None) -> None:
+        v = x.get(self.feature)
+        if v is None or v != v or v in (math.inf, -math.inf):
+            return
+        if t is None:
+            t = x.get("t")
+        n = self._n
+        if n == 0:
+            self._flat = self._level = v
+            self._scale = abs(v)
+            self._n = 1
+            return
+        n += 1
+        self._n = n
+        a = 1.0 / n if n * self.alpha < 1.0 else self.alpha
+        floor = self.rel_floor * self._scale + 1e-12
+
+        # Updates use the error winsorised at `clip` error scales: a glitch of any size
+        # moves the level by at most alpha * clip scales and the variance by a bounded
+        # factor, while a genuine shift grows the variance until it is adopted.
+        clip = self.clip
+        d = v - self._flat
+        flat_var = self._flat_var
+        lim = clip * (_sqrt(flat_var) + floor)
+        c = d if -lim < d < lim else (lim if d > 0.0 else -lim)
+        self._flat += a * c
+        self._flat_var = (1.0 - a) * (flat_var + a * c * c)
+        season_var = self._season_var
+        if t is not None:
+            b = int((t % self.period) * self.bins / self.period)
+            self._bin = b
+            season = self._season
+            e = v - self._level - season[b]
+            lim = clip * (_sqrt(season_var) + floor)
+            c = e if -lim < e < lim else (lim if e > 0.0 else -lim)
+            self._level += a * c
+            season[b] += self.beta * c
+            self._season_var = (1.0 - a) * (season_var + a * c * c)
+            if season_var < self.season_gain * flat_var:
+                d = e
+                flat_var = season_var
+
+        # The alarm bookkeeping repeats score_one's arithmetic on the pre-update state,
+        # so the refractory period starts at the sample that was reported.
+        if self._quiet:
+            self._quiet -= 1
+        elif n > self.warmup and abs(d) >= self.alarm * (_sqrt(flat_var) + floor):
+            self._quiet = self.refractory
+        # The floor's scale (mean |x|) is deliberately not winsorised: on bursty,
+        # mostly-zero series (disk writes) it is what keeps bursts from all scoring huge.
+        self._scale += a * (abs(v) - self._scale)
+
+    # -- what anomaly records and the streams need ----------------------------------------
+
+    @property
+    def baseline(self) -> float:
+        """The value the judging model expected for the last learned sample's time of day."""
+        if self._bin >= 0 and self._season_var < self.season_gain * self._flat_var:
+            return self._level + self._season[self._bin]
+        return self._flat
+
+    def params(self) -> dict[str, Any]:
+        """The constructor arguments, as a plain dict."""
+        return {name: getattr(self, name) for name in self.__slots__ if not name.startswith("_")}
+
+    def __getstate__(self) -> tuple:
+        # The season is packed as raw doubles: 8 bytes a bucket instead of pickle's 9, exact.
+        return (
+            self.alpha, self.beta, self.bins, self.period, self.season_gain, self.clip, self.alarm,
+            self.refractory, self.refractory_factor, self.warmup, self.rel_floor, self.feature,
+            self._n, self._flat, self._flat_var, self._level,
+            struct.pack("<%dd" % self.bins, *self._season),
+            self._season_var, self._scale, self._quiet, self._bin,
+        )
+
+    def __setstate__(self, state: tuple) -> None:
+        (
+            self.alpha, self.beta, self.bins, self.period, self.season_gain, self.clip, self.alarm,
+            self.refractory, self.refractory_factor, self.warmup, self.rel_floor, self.feature,
+            self._n, self._flat, self._flat_var, self._level, season,
+            self._season_var, self._scale, self._quiet, self._bin,
+        ) = state
+        self._season = list(struct.unpack("<%dd" % self.bins, season))
+
+
+DETECTORS: dict[str, type[base.AnomalyDetector]] = {
+    SeasonalZScore.name: SeasonalZScore,
+    EWMAZScore.name: EWMAZScore,
+}
+DEFAULT_DETECTOR = SeasonalZScore.name
+
+
+def make_detector(name: str = DEFAULT_DETECTOR, **params: Any) -> base.AnomalyDetector:
+    """A fresh detector by registry name, e.g. ``make_detector("ewma_z", alpha=0.01)``.
+
+    >>> make_detector().name
+    'seasonal_z'
+    >>> make_detector("nope")
+    Traceback (most recent call last):
+    ...
+    KeyError: "unknown detector 'nope'; known: seasonal_z, ewma_z"
+    """
+    try:
+        cls = DETECTORS[name]
+    except KeyError:
+        raise KeyError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
+    return cls(**params)

@@ -1,0 +1,260 @@
+"""The online anomaly detectors on synthetic series, their state, and the NAB-layout replay."""
+
+from __future__ import annotations
+
+import csv
+import math
+import pickle
+import random
+from pathlib import Path
+
+import pytest
+from river import base
+
+from models.detectors import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    EWMAZScore,
+    SeasonalZScore,
+    make_detector,
+)
+from models.errors import KubepulseModelError, ReplayError
+from models.replay import replay
+
+STEP = 15.0  # seconds between scrapes
+DAY = int(86400 / STEP)
+
+
+def run(det, values, *, t0: float = 0.0, step: float | None = STEP) -> list[float]:
+    """Score-then-learn every value; timestamps every `step` seconds (None: no time)."""
+    scores = []
+    for i, v in enumerate(values):
+        x = {"value": v}
+        t = None if step is None else t0 + i * step
+        scores.append(det.score_one(x, t=t))
+        det.learn_one(x, t=t)
+    return scores
+
+
+def noise(n: int, *, level: float = 100.0, sd: float = 1.0, seed: int = 7) -> list[float]:
+    rng = random.Random(seed)
+    return [level + rng.gauss(0.0, sd) for _ in range(n)]
+
+
+def daily(n: int, *, seed: int = 3) -> list[float]:
+    rng = random.Random(seed)
+    return [50 + 30 * math.sin(2 * math.pi * i / DAY) + rng.gauss(0, 1) for i in range(n)]
+
+
+def test_every_registered_detector_is_a_river_anomaly_detector_with_name_and_params():
+    assert DEFAULT_DETECTOR in DETECTORS
+    for name, cls in DETECTORS.items():
+        det = make_detector(name)
+        assert isinstance(det, base.AnomalyDetector)
+        assert det.name == name
+        assert det.params()["feature"] == "value"
+    assert make_detector("ewma_z", alpha=0.01).params()["alpha"] == 0.01
+
+
+def test_unknown_detector_name_lists_the_known_ones():
+    with pytest.raises(KeyError, match="seasonal_z"):
+        make_detector("holt")
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_spike_scores_far_above_the_noise_before_it(name):
+    det = make_detector(name)
+    before = run(det, noise(3000))
+    spike = det.score_one({"value": 120.0}, t=3000 * STEP)
+    assert max(before[100:]) < 6
+    assert spike > 3 * max(before[100:])
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_scores_are_zero_during_warm_up(name):
+    det = make_detector(name)
+    scores = run(det, [1.0, 100.0, -50.0, 1e6] * 5)
+    assert scores == [0.0] * 20
+
+
+def test_level_shift_scores_high_at_the_shift_then_low_once_adopted():
+    det = SeasonalZScore(refractory=0)  # no alarm damping: what is measured is adoption
+    before = run(det, noise(3000, level=100.0))
+    after = run(det, noise(3000, level=110.0, seed=8), t0=3000 * STEP)
+    assert after[0] > 8
+    assert max(before[100:]) < 6
+    assert sum(after[2500:]) / 500 < 2  # the new level is the baseline now
+    assert abs(det.baseline - 110.0) < 1.0
+
+
+def test_anomalous_points_barely_move_the_baseline():
+    det = SeasonalZScore()
+    run(det, noise(3000, level=100.0))
+    run(det, [1000.0], t0=3000 * STEP)
+    assert abs(det.baseline - 100.0) < 0.003 * 900 + 0.5
+
+
+def test_alarm_starts_a_refractory_period_that_damps_the_burst_after_it():
+    det = SeasonalZScore(refractory=50)
+    run(det, noise(3000))
+    burst = run(det, [130.0] * 60, t0=3000 * STEP)
+    assert burst[0] > 6
+    assert burst[1:51] == [0.0] * 50
+    assert burst[51] > 0
+
+
+def test_slow_leak_raises_the_score_above_anything_seen_before_it():
+    det = SeasonalZScore()
+    before = run(det, noise(3000, level=100.0))
+    leak = [v + 0.02 * i for i, v in enumerate(noise(3000, level=100.0, seed=9))]
+    during = run(det, leak, t0=3000 * STEP)
+    assert max(during) >= det.alarm > max(before[100:])
+
+
+def test_daily_cycle_is_not_anomalous_but_a_daytime_value_at_night_is():
+    step = 300.0  # a 5-minute interval, as in NAB: 288 samples a day
+    rng = random.Random(3)
+    series = [50 + 30 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 1) for i in range(288 * 7)]
+    det = SeasonalZScore()
+    scores = run(det, series, step=step)
+    night = 288 * 7 + 216  # the trough of the sine, value about 20
+    anomaly = det.score_one({"value": 80.0}, t=night * step)  # the daily peak's level
+    assert max(scores[288 * 5:]) < 6
+    assert anomaly > 6
+    # The flat baseline cannot tell: 80 is within the range it has seen every day.
+    flat = EWMAZScore()
+    run(flat, series, step=None)
+    assert flat.score_one({"value": 80.0}) < anomaly / 3
+
+
+def test_constant_series_scores_zero_and_a_change_then_scores_high():
+    det = SeasonalZScore()
+    scores = run(det, [42.0] * 2000)
+    assert all(s == 0.0 for s in scores)
+    tiny = run(det, [42.0 + 1e-9 * (i % 2) for i in range(100)], t0=2000 * STEP)
+    assert all(math.isfinite(s) and s < 1e-3 for s in tiny)
+    assert det.score_one({"value": 50.0}, t=2100 * STEP) > 100
+
+
+def test_constant_zero_series_does_not_divide_by_zero():
+    det = SeasonalZScore()
+    scores = run(det, [0.0] * 500)
+    jump = det.score_one({"value": 1.0}, t=500 * STEP)
+    assert scores == [0.0] * 500
+    assert math.isfinite(jump) and jump > 100
+
+
+def test_counter_reset_scores_high_once_and_the_detector_recovers():
+    # Counters reach detectors as rates (deltas over the scrape interval); a naive delta
+    # across a reset is one hugely negative rate, then the rate is normal again.
+    rng = random.Random(5)
+    counter, counters = 1e9, []
+    for i in range(6001):
+        counter = 0.0 if i == 3000 else counter + STEP * (10 + rng.random())
+        counters.append(counter)
+    rates = [(b - a) / STEP for a, b in zip(counters, counters[1:])]
+    det = SeasonalZScore(refractory=0)
+    scores = run(det, rates)
+    reset = 2999
+    assert rates[reset] < -1e6
+    assert scores[reset] > 1000 * max(scores[100:reset])
+    assert all(math.isfinite(s) for s in scores)
+    assert max(scores[reset + 1000:]) < 6  # the one bad sample did not wreck the baseline
+    assert abs(det.baseline - 10.5) < 0.5
+
+
+def test_non_finite_values_score_zero_and_are_not_learned():
+    det = SeasonalZScore()
+    run(det, noise(1000))
+    baseline = det.baseline
+    for bad in (math.nan, math.inf, None):
+        assert det.score_one({"value": bad}, t=1000 * STEP) == 0.0
+        det.learn_one({"value": bad}, t=1000 * STEP)
+    assert det.baseline == baseline
+    assert det.score_one({"value": 100.0}, t=1001 * STEP) < 6
+
+
+def test_time_can_be_given_in_the_sample_instead_of_as_an_argument():
+    a, b = SeasonalZScore(), SeasonalZScore()
+    series = daily(2 * DAY)
+    by_arg = run(a, series)
+    by_key = []
+    for i, v in enumerate(series):
+        x = {"value": v, "t": i * STEP}
+        by_key.append(b.score_one(x))
+        b.learn_one(x)
+    assert by_key == by_arg
+    assert a.baseline == b.baseline
+
+
+def test_feature_key_is_configurable():
+    det = make_detector(feature="cpu")
+    run_scores = []
+    for i, v in enumerate(noise(500)):
+        run_scores.append(det.score_one({"cpu": v}, t=i * STEP))
+        det.learn_one({"cpu": v}, t=i * STEP)
+    assert det.score_one({"cpu": 150.0}, t=500 * STEP) > 6
+    assert abs(det.baseline - 100.0) < 1.0
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_state_pickles_and_unpickles_to_the_same_subsequent_scores(name):
+    det = make_detector(name)
+    run(det, daily(DAY + 123))
+    clone = pickle.loads(pickle.dumps(det))
+    tail = daily(DAY, seed=11) + [500.0]
+    assert run(clone, tail, t0=(DAY + 123) * STEP) == run(det, tail, t0=(DAY + 123) * STEP)
+    assert clone.params() == det.params()
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_pickled_state_stays_under_one_kib_after_100k_points(name):
+    det = make_detector(name)
+    run(det, daily(100_000))
+    assert len(pickle.dumps(det)) < 1024
+
+
+def write_series(path: Path, rows: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_replay_writes_scores_with_the_right_columns_and_a_summary(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    stamps = [f"2024-01-01 {h:02d}:{m:02d}:00" for h in range(10) for m in range(0, 60, 5)]
+    values = noise(len(stamps))
+    values[100] = 200.0
+    write_series(data / "cat" / "one.csv", ["timestamp,value"] + [f"{s},{v}" for s, v in zip(stamps, values)])
+    write_series(data / "cat" / "two.csv", ["timestamp,value", "2024-01-01 00:00:00,1"])
+    summary = replay(data, out, summary_json=tmp_path / "summary.json")
+
+    with (out / "cat" / "one.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["timestamp", "value", "anomaly_score"]
+    assert len(rows) == len(stamps) + 1
+    assert [r[0] for r in rows[1:]] == stamps
+    scores = [float(r[2]) for r in rows[1:]]
+    assert max(range(len(scores)), key=scores.__getitem__) == 100
+    assert (out / "cat" / "two.csv").exists()
+    assert summary["files"] == 2 and summary["points"] == len(stamps) + 1
+    assert summary["detector"] == DEFAULT_DETECTOR
+    assert summary["parameters"] == make_detector().params()
+    assert 0 < summary["state_bytes_mean"] <= summary["state_bytes_max"] < 1024
+    assert summary["points_per_s"] > 0
+    assert (tmp_path / "summary.json").read_text().count('"points_per_s"') == 1
+
+
+def test_replay_names_the_file_and_line_of_an_unparsable_value(tmp_path):
+    data = tmp_path / "data"
+    write_series(data / "cat" / "bad.csv",
+                 ["timestamp,value", "2024-01-01 00:00:00,1.0", "2024-01-01 00:05:00,abc"])
+    with pytest.raises(ReplayError, match=r"bad\.csv:3: bad value 'abc'") as info:
+        replay(data, tmp_path / "out")
+    assert isinstance(info.value, KubepulseModelError)
+
+
+def test_replay_names_the_file_of_a_missing_column(tmp_path):
+    data = tmp_path / "data"
+    write_series(data / "cat" / "cols.csv", ["time,value", "2024-01-01 00:00:00,1.0"])
+    with pytest.raises(ReplayError, match=r"cols\.csv:1: missing column\(s\) timestamp"):
+        replay(data, tmp_path / "out")
