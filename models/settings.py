@@ -172,6 +172,27 @@ class StreamsSettings(_Group):
     rules_files: list[Path] = Field(default_factory=list)
     """Rule files; empty means the default rule pack shipped with kubepulse."""
     use_default_rules: bool = True
+    rules_stale_after_s: float = Field(300.0, gt=0)
+    """A series silent this long resolves its alerts (Prometheus' 5-minute staleness; > 2 scrape intervals)."""
+    scored_metrics: list[str] = Field(
+        default_factory=lambda: [
+            "cpu_cores",
+            "memory_working_set_bytes",
+            "rx_bytes_per_s",
+            "tx_bytes_per_s",
+            "rx_errors_per_s",
+            "tx_errors_per_s",
+            "used_share",
+            "memory_node_share",
+        ]
+    )
+    """Metrics that get an anomaly detector: a full name (``pod.cpu_cores``) or a field name matching
+    every entity (``cpu_cores``). Counters (``*_total``) and capacities are pointless to score."""
+    checkpoint_interval_s: float = Field(2.0, gt=0)
+    """How often a worker writes the state of the nodes it changed to the table (changelog) and
+    commits their offsets; a restart replays at most this much input (wall-clock seconds)."""
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    """Faust's guarantee; alert transitions are published exactly once either way (see streams/app.py)."""
 
 
 class AlertingSettings(_Group):
@@ -200,6 +221,8 @@ class RetentionSettings(_Group):
     alerts_days: int = Field(365, ge=1)
     notifications_days: int = Field(365, ge=1)
     deadletter_days: int = Field(30, ge=1)
+    incidents_days: int = Field(90, ge=1)
+    """Injected incidents (the simulator's ground truth) live as long as the anomalies they explain."""
 
 
 class SimulatorSettings(_Group):
@@ -210,6 +233,8 @@ class SimulatorSettings(_Group):
     interval_s: float = Field(15.0, gt=0)
     incident_every_s: float = Field(180.0, gt=0)
     labels_file: Path | None = None
+    diurnal_period_s: float = Field(86400.0, gt=0)
+    """Period of the simulated daily load cycle (simulated seconds); shorten it for accelerated demos."""
 
 
 class Settings(BaseSettings):
