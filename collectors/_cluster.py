@@ -1,0 +1,217 @@
+"""One pass over one cluster: list nodes and pods, scrape every node's Summary, publish NodeScrapes.
+
+Node scrapes run in a thread pool bounded by ``kubernetes.concurrency``
+(the official client is synchronous); parsing, joining, validating and
+encoding happen in the worker thread too, so the event loop only hands
+finished bytes to the Kafka producer. Each cluster has its own pool and
+client, so a slow or failing cluster never holds up another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from collectors._inventory import NodeInfo, Owners, PodInfo, parse_node, parse_pod
+from collectors._kube import KubeClient
+from collectors._metrics import PASS_DURATION, SCRAPE_ERRORS
+from collectors._rates import Counters
+from collectors._summary import build_from_metrics, build_from_summary
+from collectors.errors import AccessDenied, ApiError, MalformedPayload
+from collectors.rbac import (
+    LIST_JOBS,
+    LIST_NODE_METRICS,
+    LIST_NODES,
+    LIST_POD_METRICS,
+    LIST_PODS,
+    LIST_REPLICASETS,
+    NODE_SUMMARY,
+)
+from models.settings import ClusterSettings, KubernetesSettings
+
+log = logging.getLogger("kubepulse.collectors")
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+"""``publish(key, value)``: hands one encoded NodeScrape to Kafka."""
+
+
+@dataclass(slots=True)
+class PassReport:
+    """What one pass over one cluster did (a row of ``kubepulse collect --once``)."""
+
+    cluster: str
+    nodes: int = 0
+    pods: int = 0
+    samples: int = 0
+    """Node, pod and container samples published."""
+    errors: int = 0
+    duration_s: float = 0.0
+    source: str = "summary"
+    error: str | None = None
+    """Why the whole pass failed (unreachable, forbidden...), None when it ran."""
+    node_errors: dict[str, str] = field(default_factory=dict)
+
+
+class ClusterScraper:
+    """Scrapes one cluster, pass after pass, keeping counters and owner caches between passes."""
+
+    def __init__(self, cluster: ClusterSettings, *, kube: KubernetesSettings, client: KubeClient | None = None) -> None:
+        self.cluster = cluster.name
+        self.kube = kube
+        self.client = client or KubeClient(
+            cluster, timeout_s=kube.request_timeout_s, pool_size=kube.concurrency + 2, retry_max_s=kube.retry_max_s
+        )
+        self.pool = ThreadPoolExecutor(max_workers=kube.concurrency, thread_name_prefix=f"kp-{cluster.name}")
+        self.counters = Counters()
+        self.owners = Owners()
+        self.source = "summary"
+        self._warned_fallback = False
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+    def _error(self, report: PassReport, node: str, exc: ApiError) -> None:
+        report.errors += 1
+        report.node_errors[node] = str(exc)
+        SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
+        log.warning("cluster %s: node %s skipped (%s): %s", self.cluster, node, exc.reason, exc)
+
+    # -- blocking parts, run in the pool ----------------------------------
+
+    def _inventory(self, node_items: list[dict[str, Any]], pods_items: list[dict[str, Any]]) -> tuple[list[NodeInfo], list[PodInfo]]:
+        try:
+            nodes = [parse_node(o) for o in node_items]
+            pods = [parse_pod(o) for o in pods_items]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedPayload(f"cluster {self.cluster}: node or pod list is malformed: {type(exc).__name__}: {exc}") from exc
+        need = self.owners.unknown(pods)
+        if "ReplicaSet" in need:
+            self.owners.set_replicasets(self.client.list_all(LIST_REPLICASETS)[0])
+        if "Job" in need:
+            self.owners.set_jobs(self.client.list_all(LIST_JOBS)[0])
+        for p in pods:
+            self.owners.resolve(p)
+        return nodes, pods
+
+    def _scrape_node(self, node: NodeInfo, pods: dict[tuple[str, str], PodInfo]) -> tuple[bytes, int, int]:
+        body = self.client.get(NODE_SUMMARY, name=node.name)
+        try:
+            summary = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedPayload(f"summary of node {node.name} is not JSON: {exc}") from exc
+        return build_from_summary(summary, cluster=self.cluster, node=node, pods=pods, counters=self.counters)
+
+    def _metrics_pass(self, nodes: list[NodeInfo], pods: dict[tuple[str, str], PodInfo]) -> list[tuple[str, Any]]:
+        node_items, _ = self.client.list_all(LIST_NODE_METRICS)
+        pod_items, _ = self.client.list_all(LIST_POD_METRICS)
+        by_name = {o["metadata"]["name"]: o for o in node_items}
+        pods_by_node: dict[str, list[dict[str, Any]]] = {}
+        for pm in pod_items:
+            info = pods.get((pm["metadata"]["namespace"], pm["metadata"]["name"]))
+            if info is not None and info.node:
+                pods_by_node.setdefault(info.node, []).append(pm)
+        out: list[tuple[str, Any]] = []
+        for n in nodes:
+            try:
+                out.append((n.name, build_from_metrics(by_name.get(n.name), pods_by_node.get(n.name, []), cluster=self.cluster, node=n, pods=pods)))
+            except MalformedPayload as exc:
+                out.append((n.name, exc))
+        return out
+
+    # -- the pass -----------------------------------------------------------
+
+    async def scrape_once(self, publish: Publish) -> PassReport:
+        """One full pass; never raises for a cluster-level failure (it is in ``report.error``)."""
+        loop = asyncio.get_running_loop()
+        report = PassReport(self.cluster)
+        t0 = time.monotonic()
+        try:
+            (node_items, _), (pod_items, _) = await asyncio.gather(
+                loop.run_in_executor(self.pool, self.client.list_all, LIST_NODES),
+                loop.run_in_executor(self.pool, self.client.list_all, LIST_PODS),
+            )
+            nodes, pods = await loop.run_in_executor(self.pool, self._inventory, node_items, pod_items)
+        except ApiError as exc:
+            report.error = str(exc)
+            report.errors += 1
+            SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
+            report.duration_s = time.monotonic() - t0
+            return report
+        pod_index = {(p.namespace, p.name): p for p in pods}
+        pods_by_node: dict[str, dict[tuple[str, str], PodInfo]] = {}
+        for p in pods:
+            if p.node:
+                pods_by_node.setdefault(p.node, {})[(p.namespace, p.name)] = p
+
+        async def node_result(n: NodeInfo) -> tuple[str, Any]:
+            try:
+                return n.name, await loop.run_in_executor(self.pool, self._scrape_node, n, pods_by_node.get(n.name, {}))
+            except ApiError as exc:
+                return n.name, exc
+            except Exception as exc:  # noqa: BLE001 - a bug on one node must not end the pass
+                log.exception("cluster %s: node %s: unexpected error", self.cluster, n.name)
+                err = ApiError(f"unexpected {type(exc).__name__}: {exc}")
+                err.reason = "internal"
+                return n.name, err
+
+        results: list[tuple[str, Any]] = []
+        rest = nodes
+        if nodes:
+            # Probe with the first node: when nodes/proxy is forbidden every
+            # node would answer 403, so learn it once and switch source.
+            first = await node_result(nodes[0])
+            if isinstance(first[1], AccessDenied):
+                if not self._warned_fallback:
+                    log.warning(
+                        "%s. Falling back to metrics.k8s.io (CPU and memory only) until it is granted.", first[1]
+                    )
+                    self._warned_fallback = True
+                self.source = "metrics.k8s.io"
+                rest = []
+                try:
+                    results = await loop.run_in_executor(self.pool, self._metrics_pass, nodes, pod_index)
+                except ApiError as exc:
+                    report.error = str(exc)
+                    report.errors += 1
+                    SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
+            else:
+                if self.source != "summary":
+                    log.warning("cluster %s: nodes/proxy is allowed again; back to the kubelet Summary API", self.cluster)
+                    self._warned_fallback = False
+                self.source = "summary"
+                results = [first]
+                rest = nodes[1:]
+        report.source = self.source
+
+        pending: list[asyncio.Future[Any]] = []
+
+        async def handle(name: str, result: Any) -> None:
+            if isinstance(result, ApiError):
+                self._error(report, name, result)
+                return
+            data, npods, nsamples = result
+            pending.append(asyncio.ensure_future(publish(f"{self.cluster}/{name}", data)))
+            report.nodes += 1
+            report.pods += npods
+            report.samples += nsamples
+
+        for name, result in results:
+            await handle(name, result)
+        for fut in asyncio.as_completed([node_result(n) for n in rest]):
+            name, result = await fut
+            await handle(name, result)
+        if pending:
+            await asyncio.gather(*pending)
+        # Forget counters of pods gone for a while (ten intervals).
+        self.counters.sweep(10 * self.kube.interval_s)
+        report.duration_s = time.monotonic() - t0
+        PASS_DURATION.labels(self.cluster).observe(report.duration_s)
+        return report

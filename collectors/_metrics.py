@@ -1,0 +1,33 @@
+"""Prometheus metrics of the collector: records published, scrape errors, pass duration."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECORDS_PUBLISHED = Counter(
+    "kubepulse_collector_records_published_total",
+    "Records acknowledged by Kafka, by cluster and record kind (metrics, events).",
+    ["cluster", "kind"],
+)
+SCRAPE_ERRORS = Counter(
+    "kubepulse_collector_scrape_errors_total",
+    "Failed scrapes, API calls or records, by cluster and reason "
+    "(malformed, unavailable, forbidden, not_found, expired, publish, invalid_event...).",
+    ["cluster", "reason"],
+)
+API_RETRIES = Counter(
+    "kubepulse_collector_api_retries_total",
+    "API requests retried after a 429, a 5xx or a timeout, by cluster and status (0: no answer).",
+    ["cluster", "status"],
+)
+PASS_DURATION = Histogram(
+    "kubepulse_collector_pass_duration_seconds",
+    "Wall time of one full pass over a cluster's nodes.",
+    ["cluster"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)
+EVENTS_RELISTS = Counter(
+    "kubepulse_collector_event_relists_total",
+    "Event relists after 410 Gone (or a first list), by cluster.",
+    ["cluster"],
+)

@@ -1,0 +1,62 @@
+"""Errors raised by collectors/ (the real-cluster half)::
+
+    CollectorError
+    ├── ClusterConfigError   a cluster entry that cannot be turned into a client (bad kubeconfig, context)
+    └── ApiError             the API server answered, but not with what was asked for
+        ├── ClusterUnavailable   unreachable, timed out, or 429/5xx still failing after the retries
+        ├── AccessDenied         401/403: ``str(exc)`` names the missing ClusterRole rule
+        ├── ResourceExpired      410 Gone: the resourceVersion is too old, relist
+        ├── NotFound             404 (e.g. a node deleted between the list and its scrape)
+        └── MalformedPayload     a 2xx body that is not the JSON shape expected
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CollectorError",
+    "ClusterConfigError",
+    "ApiError",
+    "ClusterUnavailable",
+    "AccessDenied",
+    "ResourceExpired",
+    "NotFound",
+    "MalformedPayload",
+]
+
+
+class CollectorError(Exception):
+    """Root of the errors raised by collectors/."""
+
+
+class ClusterConfigError(CollectorError):
+    """A configured cluster cannot be turned into an API client."""
+
+
+class ApiError(CollectorError):
+    """A Kubernetes API call failed; ``reason`` is the short label used in metrics."""
+
+    reason = "api_error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ClusterUnavailable(ApiError):
+    reason = "unavailable"
+
+
+class AccessDenied(ApiError):
+    reason = "forbidden"
+
+
+class ResourceExpired(ApiError):
+    reason = "expired"
+
+
+class NotFound(ApiError):
+    reason = "not_found"
+
+
+class MalformedPayload(ApiError):
+    reason = "malformed"
