@@ -1,0 +1,729 @@
+"""The pure generator: a fleet of clusters whose ``step(now)`` returns node scrapes, events and injected incidents.
+
+Deterministic for a seed and a sequence of timestamps; it never sleeps and
+never talks to Kafka (``collectors.simulator._publish`` does), so tests and
+benchmarks can run it as fast as they like in simulated time.
+
+Values are derived the way the real collector derives them from kubelet's
+Summary API: CPU cores are the rate of a cumulative CPU-seconds counter
+between two scrapes (None on a series' first scrape and across a restart),
+network rates likewise from byte and error counters, shares are usage over
+request, limit (None without a limit) and node allocatable, the working set
+is what is compared with the memory limit.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+from models.records import Incident, Interface, KubeEvent, NodeSample, NodeScrape, PodSample, Volume, ContainerSample, Filesystem
+from models.settings import SimulatorSettings
+
+from collectors.simulator._build import make
+from collectors.simulator._events import EventFactory
+from collectors.simulator._incidents import (
+    DEFAULT_DURATION_S,
+    INCIDENT_EFFECTS,
+    KINDS,
+    ActiveIncident,
+    IncidentKind,
+    IncidentPlan,
+    round_duration,
+)
+from collectors.simulator._layout import (
+    GiB,
+    MiB,
+    ClusterState,
+    ContainerState,
+    NodeState,
+    PodState,
+    _suffix,
+    build_clusters,
+    new_pod,
+)
+from collectors.simulator.errors import SimulatorError
+
+__all__ = ["Fleet", "StepResult"]
+
+StepResult = tuple[list[NodeScrape], list[KubeEvent], list[Incident]]
+
+_TAU = 2 * math.pi
+_PEAK = 14 / 24
+"""Load peaks at 14:00 local time and bottoms out at 02:00."""
+_LOG_ROTATE = 50 * MiB
+"""kubelet keeps 5 files of containerLogMaxSize=10Mi: logs fall back by 10Mi past 50Mi."""
+_INODE_BYTES = 16 * 1024
+_SETTLED_S = 1800.0
+"""Incidents pick pods and containers running for at least this long (past detectors' warm-up)."""
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    """Knuth's method: fine for the small rates of restarts and rollouts per step."""
+    if lam <= 0:
+        return 0
+    limit, k, p = math.exp(-min(lam, 50.0)), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+class Fleet:
+    """A simulated fleet of ``clusters`` x ``nodes_per_cluster`` x ``pods_per_node`` with injected incidents.
+
+    Parameters default to ``settings`` (``Settings.simulator``) and explicit
+    keyword arguments override them. ``incidents`` is ``"cycle"`` (kinds in
+    turn), ``"random"`` (kinds drawn with the seed) or ``"none"``; one is
+    injected every ``incident_every_s`` simulated seconds, the first one
+    ``incident_every_s`` after the first step (a warm-up for detectors).
+    ``inject`` adds incidents of a given kind at a given offset.
+
+    >>> from datetime import datetime, timedelta, timezone
+    >>> fleet = Fleet(clusters=1, nodes_per_cluster=2, pods_per_node=3, seed=7, incidents="none")
+    >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> scrapes, events, incidents = fleet.step(t0)
+    >>> [s.key for s in scrapes]
+    ['prod-eu-west/ip-10-0-0-10.ec2.internal', 'prod-eu-west/ip-10-0-0-11.ec2.internal']
+    >>> scrapes[0].pods[0].containers[0].cpu_cores is None  # a rate needs two scrapes
+    True
+    >>> fleet.step(t0 + timedelta(seconds=15))[0][0].pods[0].containers[0].cpu_cores > 0
+    True
+    """
+
+    def __init__(
+        self,
+        settings: SimulatorSettings | None = None,
+        *,
+        clusters: int | None = None,
+        nodes_per_cluster: int | None = None,
+        pods_per_node: int | None = None,
+        seed: int | None = None,
+        interval_s: float | None = None,
+        incident_every_s: float | None = None,
+        incidents: Literal["cycle", "random", "none"] = "cycle",
+        inject: Sequence[IncidentPlan] = (),
+        diurnal_period_s: float | None = None,
+        incident_duration_s: float | None = None,
+        containers_per_pod: int | None = None,
+        restart_every_s: float | None = 7 * 86400,
+        rollout_every_s: float | None = 8 * 3600,
+    ) -> None:
+        s = settings or SimulatorSettings()
+        self.clusters = clusters if clusters is not None else s.clusters
+        self.nodes_per_cluster = nodes_per_cluster if nodes_per_cluster is not None else s.nodes_per_cluster
+        self.pods_per_node = pods_per_node if pods_per_node is not None else s.pods_per_node
+        self.seed = seed if seed is not None else s.seed
+        self.interval_s = float(interval_s if interval_s is not None else s.interval_s)
+        self.incident_every_s = float(incident_every_s if incident_every_s is not None else s.incident_every_s)
+        self.diurnal_period_s = float(diurnal_period_s if diurnal_period_s is not None else s.diurnal_period_s)
+        for name, value in (("clusters", self.clusters), ("nodes_per_cluster", self.nodes_per_cluster), ("pods_per_node", self.pods_per_node)):
+            if value < 1:
+                raise SimulatorError(f"{name} must be at least 1 (got {value})")
+        if min(self.interval_s, self.incident_every_s, self.diurnal_period_s) <= 0:
+            raise SimulatorError("interval_s, incident_every_s and diurnal_period_s must be positive")
+        if incidents not in ("cycle", "random", "none"):
+            raise SimulatorError(f"incidents must be cycle, random or none (got {incidents!r})")
+        if containers_per_pod is not None and not 1 <= containers_per_pod <= 10:
+            raise SimulatorError(f"containers_per_pod must be 1..10 (got {containers_per_pod})")
+        if incident_duration_s is not None and incident_duration_s <= 0:
+            raise SimulatorError("incident_duration_s must be positive")
+        self.incidents_mode = incidents
+        self.incident_duration_s = incident_duration_s
+        self.containers_per_pod = containers_per_pod
+        self.restart_every_s = restart_every_s
+        self.rollout_every_s = rollout_every_s
+        self._plans = sorted(inject, key=lambda p: p.at_s)
+        # Separate streams, so an injected incident does not change the noise of everything else.
+        self._layout_rng = random.Random(f"kubepulse-sim:{self.seed}:layout")
+        self._rng = random.Random(f"kubepulse-sim:{self.seed}:noise")
+        self._chaos = random.Random(f"kubepulse-sim:{self.seed}:incidents")
+        self.events = EventFactory(random.Random(f"kubepulse-sim:{self.seed}:events"))
+        self._clusters: list[ClusterState] = []
+        self._t: float | None = None
+        self._origin: float | None = None
+        self._next_due = 0.0
+        self._n_incidents = 0
+        self._cycle = 0
+        self.active: list[ActiveIncident] = []
+
+    # ------------------------------------------------------------------ public
+    @property
+    def cluster_states(self) -> list[ClusterState]:
+        """The fleet's clusters (empty before the first step, which lays the fleet out)."""
+        return self._clusters
+
+    def step(self, now: datetime) -> StepResult:
+        """One scrape of every node at ``now``: (node scrapes, events, incidents injected now)."""
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise SimulatorError(f"step needs a timezone-aware timestamp (got naive {now.isoformat()})")
+        ts = now.astimezone(timezone.utc)
+        t = ts.timestamp()
+        if self._t is None:
+            self._origin = t
+            self._next_due = t + self.incident_every_s
+            self._clusters = build_clusters(
+                self._layout_rng,
+                clusters=self.clusters,
+                nodes_per_cluster=self.nodes_per_cluster,
+                pods_per_node=self.pods_per_node,
+                containers_per_pod=self.containers_per_pod,
+                t=t,
+            )
+            dt = None
+        else:
+            if t <= self._t:
+                raise SimulatorError(f"timestamps must increase: {ts.isoformat()} is not after the previous step")
+            dt = t - self._t
+        events: list[KubeEvent] = []
+        injected = self._inject_due(t, ts)
+        if dt is not None:
+            events.extend(self._churn(t, ts, dt))
+        still = []
+        for inc in self.active:
+            evs, done = inc.apply(t, ts, self)
+            events.extend(evs)
+            if not done:
+                still.append(inc)
+        self.active = still
+        scrapes = []
+        for cl in self._clusters:
+            frac = ((t + cl.utc_offset_s) % self.diurnal_period_s) / self.diurnal_period_s
+            s_day = math.cos(_TAU * (frac - _PEAK))
+            for node in cl.nodes:
+                scrapes.append(self._scrape(cl, node, t, dt, ts, s_day))
+        self._t = t
+        return scrapes, events, injected
+
+    # --------------------------------------------------------- for incidents
+    def restart(self, c: ContainerState, t: float, reason: str, *, times: int = 1) -> None:
+        """The container died and kubelet started it again: its counters begin from zero."""
+        c.restart_count += times
+        c.last_reason = reason
+        c.started_t = t
+        c.cpu_total = 0.0
+        c.prev_cpu_total = None
+        c.faults = 0
+        c.major_faults = 0
+        c.mem_jitter = 0.0
+        c.rootfs_used = min(c.rootfs_used, 256 * 1024)  # a new writable layer
+
+    def pid(self) -> int:
+        return self._chaos.randint(1000, 4_000_000)
+
+    def evict_for_memory(self, cl: ClusterState, node: NodeState, t: float, ts: datetime, *, available: int) -> list[KubeEvent]:
+        """kubelet evicts the pods using most memory above their request, up to two; they are rescheduled elsewhere."""
+        victims = [p for p in node.pods if not p.busy and p.workload.kind != "DaemonSet"]
+        victims.sort(key=lambda p: (any(c.lim_mem is not None for c in p.containers), -sum(c.mem_base - c.req_mem for c in p.containers)))
+        events = []
+        for pod in victims[:2]:
+            c = max(pod.containers, key=lambda c: c.mem_base)
+            msg = (
+                f"The node was low on resource: memory. Threshold quantity: 100Mi, available: {available // 1024}Ki. "
+                f"Container {c.name} was using {c.mem_base // 1024}Ki, request is {c.req_mem // MiB}Mi, has larger consumption of memory."
+            )
+            events.append(self.events.pod(cl, pod, "Evicted", msg, ts, type="Warning"))
+            others = [n for n in cl.nodes if n is not node and not n.busy] or [node]
+            target = min(others, key=lambda n: len(n.pods))
+            events.extend(self._replace(cl, pod, t, ts, target=target))
+        return events
+
+    # ----------------------------------------------------------------- private
+    def _inject_due(self, t: float, ts: datetime) -> list[Incident]:
+        out = []
+        assert self._origin is not None
+        while self._plans and self._origin + self._plans[0].at_s <= t + 1e-6:
+            plan = self._plans.pop(0)
+            inc = self._activate(plan.kind, t, ts, duration_s=plan.duration_s, cluster=plan.cluster)
+            if inc is None:
+                raise SimulatorError(
+                    f"cannot inject {plan.kind}: no eligible target in "
+                    f"{plan.cluster or 'the fleet'} (disk_fill needs StatefulSet pods: use 2+ pods per node; "
+                    "every target may already be under an incident)"
+                )
+            out.append(inc)
+        if self.incidents_mode != "none":
+            while self._next_due <= t + 1e-6:
+                self._next_due += self.incident_every_s
+                for _ in range(len(KINDS)):
+                    if self.incidents_mode == "cycle":
+                        kind = KINDS[self._cycle % len(KINDS)]
+                        self._cycle += 1
+                    else:
+                        kind = self._chaos.choice(KINDS)
+                    inc = self._activate(kind, t, ts)
+                    if inc is not None:
+                        out.append(inc)
+                        break
+        return out
+
+    def _activate(
+        self, kind: IncidentKind, t: float, ts: datetime, *, duration_s: float | None = None, cluster: str | None = None
+    ) -> Incident | None:
+        clusters = [c for c in self._clusters if cluster in (None, c.name)]
+        if not clusters:
+            raise SimulatorError(f"no cluster {cluster!r}; the fleet has {', '.join(c.name for c in self._clusters)}")
+        cands: list[tuple[ClusterState, NodeState, PodState | None, ContainerState | None]] = []
+        for cl in clusters:
+            for node in cl.nodes:
+                if kind == "node_memory_pressure":
+                    if not node.busy and not any(p.busy for p in node.pods):
+                        cands.append((cl, node, None, None))
+                    continue
+                if node.busy:
+                    continue
+                for pod in node.pods:
+                    wl = pod.workload
+                    # A target younger than a detector's warm-up would make unfair ground truth.
+                    if pod.busy or wl.kind == "DaemonSet" or t - pod.created_t < _SETTLED_S:
+                        continue
+                    main = pod.containers[0]
+                    if t - main.started_t < _SETTLED_S:
+                        continue
+                    if kind == "memory_leak":
+                        limited = [c for c in pod.containers if c.lim_mem is not None]
+                        if limited:
+                            cands.append((cl, node, pod, limited[0]))
+                    elif kind == "disk_fill":
+                        if pod.volume is not None:
+                            cands.append((cl, node, pod, None))
+                    elif kind == "crash_loop":
+                        if wl.kind == "Deployment":
+                            cands.append((cl, node, pod, main))
+                    elif kind == "network_storm":
+                        cands.append((cl, node, pod, None))
+                    elif main.lim_cpu is None or main.lim_cpu >= 2.5 * main.cpu_base * (1 + wl.cpu_amp):
+                        # cpu_spike: a limit barely above the daily peak leaves no room for a clear spike.
+                        cands.append((cl, node, pod, main))
+        if not cands:
+            return None
+        cl, node, pod, c = self._chaos.choice(cands)
+        dur = round_duration(duration_s or self.incident_duration_s or DEFAULT_DURATION_S[kind], self.interval_s)
+        metrics = [m for m in INCIDENT_EFFECTS[kind] if not (m == "container.cpu_limit_share" and c is not None and c.lim_cpu is None)]
+        self._n_incidents += 1
+        record = Incident(
+            incident_id=f"sim{self.seed}-{self._n_incidents:05d}-{kind.replace('_', '-')}",
+            kind=kind,
+            cluster=cl.name,
+            node=node.name,
+            namespace=pod.workload.namespace if pod else None,
+            pod=pod.name if pod else None,
+            container=c.name if c else None,
+            metrics=metrics,
+            start=ts,
+            end=ts + timedelta(seconds=dur),
+            seed=self.seed,
+        )
+        self.active.append(
+            ActiveIncident(record, cluster=cl, node=node, pod=pod, container=c, start_t=t, end_t=t + dur, rng=self._chaos)
+        )
+        return record
+
+    def _churn(self, t: float, ts: datetime, dt: float) -> list[KubeEvent]:
+        """Background life of a cluster: a container restarts now and then, Deployments roll out."""
+        rng = self._chaos
+        events: list[KubeEvent] = []
+        for cl in self._clusters:
+            if self.restart_every_s:
+                pods = [p for n in cl.nodes if not n.busy for p in n.pods if not p.busy]
+                n_containers = sum(len(p.containers) for p in pods)
+                for _ in range(_poisson(rng, n_containers * dt / self.restart_every_s)):
+                    pod = rng.choice(pods)
+                    c = rng.choice(pod.containers)
+                    self.restart(c, t, "Error")
+                    events.append(self.events.pod(cl, pod, "Started", f"Started container {c.name}", ts, container=c.name))
+            if self.rollout_every_s:
+                deps = [w for w in cl.workloads if w.kind == "Deployment" and not any(p.busy or p.node.busy for p in w.pods)]
+                n = min(len(deps), _poisson(rng, len(deps) * dt / self.rollout_every_s))
+                for wl in rng.sample(deps, n) if n else ():
+                    wl.rs_hash = _suffix(rng, 10)
+                    events.append(
+                        self.events.workload(
+                            cl, wl, "ScalingReplicaSet", f"Scaled up replica set {wl.name}-{wl.rs_hash} to {len(wl.pods)}", ts,
+                            component="deployment-controller",
+                        )
+                    )
+                    for pod in list(wl.pods):
+                        events.extend(self._replace(cl, pod, t, ts, target=pod.node))
+        return events
+
+    def _replace(self, cl: ClusterState, old: PodState, t: float, ts: datetime, *, target: NodeState) -> list[KubeEvent]:
+        """``old`` goes away and its controller creates a new pod (a new name, except for a StatefulSet) on ``target``."""
+        wl = old.workload
+        ordinal = int(old.name.rsplit("-", 1)[1]) if wl.kind == "StatefulSet" else 0
+        new = new_pod(self._chaos, wl, target, ordinal, t, fresh=True)
+        if old.volume is not None and new.volume is not None:
+            new.volume = old.volume  # the PVC outlives the pod
+        wl.pods[wl.pods.index(old)] = new
+        old.node.pods.remove(old)
+        target.pods.append(new)
+        main = new.containers[0].name
+        return [
+            self.events.pod(cl, old, "Killing", f"Stopping container {old.containers[0].name}", ts, container=old.containers[0].name),
+            self.events.pod(cl, new, "Scheduled", f"Successfully assigned {wl.namespace}/{new.name} to {target.name}", ts, component="default-scheduler"),
+            self.events.pod(cl, new, "Started", f"Started container {main}", ts, container=main),
+        ]
+
+    def _scrape(self, cl: ClusterState, node: NodeState, t: float, dt: float | None, ts: datetime, s_day: float) -> NodeScrape:
+        gauss = self._rng.gauss
+        rand = self._rng.random
+        alloc_cpu, alloc_mem = node.cpu_alloc, node.mem_alloc
+        fs_cap = node.fs_capacity
+        fs_inodes = fs_cap // _INODE_BYTES
+        fs_used_prev = node.fs_used or node.images_used
+        fs_avail = max(0, fs_cap - fs_used_prev)
+        fs_inodes_free = fs_inodes - 250_000
+        node_inc = 0.0
+        node_ws = 0
+        node_faults = node_major = 0
+        node_rx = node.rx_base * (1 + 0.05 * gauss(0.0, 1.0))
+        node_tx = node.tx_base * (1 + 0.05 * gauss(0.0, 1.0))
+        node_rx_err = node_tx_err = 0
+        fs_used = node.images_used + 2 * GiB
+        pods_out = []
+        for pod in node.pods:
+            wl = pod.workload
+            f = 1.0 + wl.cpu_amp * s_day
+            fm = 1.0 + 0.1 * wl.cpu_amp * s_day
+            pod_inc = 0.0
+            pod_ws = pod_rss = pod_usage = 0
+            pod_faults = 0  # increments: pod and node counters never go back, even when a container restarts
+            pod_major = 0
+            eph_used = pod.emptydir_used
+            cs_out = []
+            for c in pod.containers:
+                # Draw the same random numbers whatever the container's state, so an
+                # incident on one container leaves every other series exactly as it was.
+                g_cpu = gauss(0.0, 1.0)
+                g_mem = gauss(0.0, 1.0)
+                r_major = rand()
+                if c.crashing:
+                    rate = 0.003
+                elif c.cpu_override is not None:
+                    rate = c.cpu_override * (1.0 + 0.02 * g_cpu)
+                else:
+                    rate = c.cpu_base * f * (1.0 + c.cpu_noise * g_cpu)
+                if rate < 0.0005:
+                    rate = 0.0005
+                lim_cpu = c.lim_cpu
+                if lim_cpu is not None and rate > lim_cpu:
+                    rate = lim_cpu  # CFS quota: usage never exceeds the limit, it is throttled
+                age = t - c.started_t
+                if dt is not None:
+                    run = dt if dt < age else age
+                    if run > 0:
+                        inc = rate * run
+                        c.cpu_total += inc
+                        pod_inc += inc
+                        fl = int(inc * c.faults_per_cpu_s)
+                        c.faults += fl
+                        pod_faults += fl
+                        if r_major < 0.02:
+                            c.major_faults += 1
+                            pod_major += 1
+                        c.logs_used += int(c.log_rate * f * run)
+                        if c.logs_used > _LOG_ROTATE:
+                            c.logs_used -= 10 * MiB
+                prev = c.prev_cpu_total
+                cores = (c.cpu_total - prev) / dt if prev is not None and dt else None
+                c.prev_cpu_total = c.cpu_total
+                lim_mem = c.lim_mem
+                c.mem_jitter = 0.9 * c.mem_jitter + 0.01 * g_mem
+                if c.crashing:
+                    ws = int(c.mem_base * 0.08)
+                elif c.mem_override is not None:
+                    ws = c.mem_override
+                else:
+                    w = c.mem_base * fm * (1.0 + c.mem_jitter)
+                    if age < 1800:
+                        w *= 1.0 - 0.5 * math.exp(-age / 240.0)
+                    ws = int(w)
+                    if lim_mem is not None and ws > lim_mem * 0.9:
+                        ws = int(lim_mem * 0.9)
+                rss = int(ws * c.rss_ratio)
+                usage = ws + c.cache_bytes
+                if lim_mem is not None and usage > lim_mem:
+                    usage = lim_mem
+                pod_ws += ws
+                pod_rss += rss
+                pod_usage += usage
+                eph_used += c.rootfs_used + c.logs_used
+                if cores is None:
+                    crs = cls_ = cns = None
+                else:
+                    crs = cores / c.req_cpu
+                    cls_ = cores / lim_cpu if lim_cpu else None
+                    cns = cores / alloc_cpu
+                cs_out.append(
+                    make(
+                        ContainerSample,
+                        {
+                            "cpu_request_share": crs,
+                            "cpu_limit_share": cls_,
+                            "cpu_node_share": cns,
+                            "memory_request_share": ws / c.req_mem,
+                            "memory_limit_share": ws / lim_mem if lim_mem else None,
+                            "memory_node_share": ws / alloc_mem,
+                            "cpu_cores": cores,
+                            "cpu_usage_seconds_total": c.cpu_total,
+                            "memory_working_set_bytes": ws,
+                            "memory_rss_bytes": rss,
+                            "memory_usage_bytes": usage,
+                            "memory_available_bytes": lim_mem - ws if lim_mem is not None else None,
+                            "memory_page_faults_total": c.faults,
+                            "memory_major_page_faults_total": c.major_faults,
+                            "name": c.name,
+                            "requests": c.requests,
+                            "limits": c.limits,
+                            "rootfs": make(
+                                Filesystem,
+                                {
+                                    "used_bytes": c.rootfs_used,
+                                    "capacity_bytes": fs_cap,
+                                    "available_bytes": fs_avail,
+                                    "inodes_used": c.rootfs_used // 8192 + 12,
+                                    "inodes": fs_inodes,
+                                    "inodes_free": fs_inodes_free,
+                                },
+                            ),
+                            "logs": make(
+                                Filesystem,
+                                {
+                                    "used_bytes": c.logs_used,
+                                    "capacity_bytes": fs_cap,
+                                    "available_bytes": fs_avail,
+                                    "inodes_used": 1 + c.logs_used // (10 * MiB),
+                                    "inodes": fs_inodes,
+                                    "inodes_free": fs_inodes_free,
+                                },
+                            ),
+                            "restart_count": c.restart_count,
+                            "last_terminated_reason": c.last_reason,
+                        },
+                    )
+                )
+            # Pod level: the pod cgroup's counter keeps counting across container restarts.
+            pod.cpu_total += pod_inc
+            node_inc += pod_inc
+            prev = pod.prev_cpu_total
+            pcores = (pod.cpu_total - prev) / dt if prev is not None and dt else None
+            pod.prev_cpu_total = pod.cpu_total
+            pod.faults += pod_faults
+            pod.major_faults += pod_major
+            node_ws += pod_ws
+            node_faults += pod_faults
+            node_major += pod_major
+            fs_used += eph_used
+            req, lim = wl.pod_requests, wl.pod_limits
+            # Network: the pod's eth0 (its sandbox's), which survives container restarts.
+            nf = 1.0 + 0.1 * gauss(0.0, 1.0)
+            rx_rate = pod.rx_base * f * nf
+            tx_rate = pod.tx_base * f * nf
+            storm = pod.net_storm
+            if dt is not None:
+                err_rx = 1 if rand() < 0.0005 else 0  # a rare dropped packet
+                if storm is not None:
+                    rx_rate += storm[0] * (0.5 + 0.5 * nf)
+                    tx_rate += storm[1]
+                    err_rx += int(storm[2] * dt)
+                pod.rx_total += int(rx_rate * dt)
+                pod.tx_total += int(tx_rate * dt)
+                pod.rx_err_total += err_rx
+                node_rx += rx_rate
+                node_tx += tx_rate
+                node_rx_err += err_rx
+            totals = (pod.rx_total, pod.tx_total, pod.rx_err_total, pod.tx_err_total)
+            pn = pod.prev_net
+            if pn is not None and dt:
+                rates = ((totals[0] - pn[0]) / dt, (totals[1] - pn[1]) / dt, (totals[2] - pn[2]) / dt, (totals[3] - pn[3]) / dt)
+            else:
+                rates = (None, None, None, None)
+            pod.prev_net = totals
+            iface = make(
+                Interface,
+                {
+                    "name": "eth0",
+                    "rx_bytes_total": totals[0],
+                    "tx_bytes_total": totals[1],
+                    "rx_errors_total": totals[2],
+                    "tx_errors_total": totals[3],
+                    "rx_bytes_per_s": rates[0],
+                    "tx_bytes_per_s": rates[1],
+                    "rx_errors_per_s": rates[2],
+                    "tx_errors_per_s": rates[3],
+                },
+            )
+            volumes = []
+            v = pod.volume
+            if v is not None:
+                if dt is not None:
+                    v.used += v.growth_per_s * dt
+                used = v.used_override if v.used_override is not None else int(v.used)
+                if used > v.capacity:
+                    used = v.capacity
+                v_inodes = v.capacity // _INODE_BYTES
+                v_iused = used // (64 * 1024) + 100
+                volumes.append(
+                    make(
+                        Volume,
+                        {
+                            "used_bytes": used,
+                            "capacity_bytes": v.capacity,
+                            "available_bytes": v.capacity - used,
+                            "inodes_used": v_iused,
+                            "inodes": v_inodes,
+                            "inodes_free": v_inodes - v_iused,
+                            "name": v.name,
+                            "pvc_name": v.pvc_name,
+                        },
+                    )
+                )
+            p_req_cpu, p_req_mem, p_lim_cpu, p_lim_mem = req.cpu_cores, req.memory_bytes, lim.cpu_cores, lim.memory_bytes
+            pods_out.append(
+                make(
+                    PodSample,
+                    {
+                        "cpu_request_share": pcores / p_req_cpu if pcores is not None and p_req_cpu else None,
+                        "cpu_limit_share": pcores / p_lim_cpu if pcores is not None and p_lim_cpu else None,
+                        "cpu_node_share": pcores / alloc_cpu if pcores is not None else None,
+                        "memory_request_share": pod_ws / p_req_mem if p_req_mem else None,
+                        "memory_limit_share": pod_ws / p_lim_mem if p_lim_mem else None,
+                        "memory_node_share": pod_ws / alloc_mem,
+                        "cpu_cores": pcores,
+                        "cpu_usage_seconds_total": pod.cpu_total,
+                        "memory_working_set_bytes": pod_ws,
+                        "memory_rss_bytes": pod_rss,
+                        "memory_usage_bytes": pod_usage,
+                        "memory_available_bytes": p_lim_mem - pod_ws if p_lim_mem is not None else None,
+                        "memory_page_faults_total": pod.faults,
+                        "memory_major_page_faults_total": pod.major_faults,
+                        "namespace": wl.namespace,
+                        "name": pod.name,
+                        "uid": pod.uid,
+                        "workload_kind": wl.kind,
+                        "workload_name": wl.name,
+                        "labels": dict(pod.labels),
+                        "phase": "Running",
+                        "requests": req,
+                        "limits": lim,
+                        "network": [iface],
+                        "ephemeral_storage": make(
+                            Filesystem,
+                            {
+                                "used_bytes": eph_used,
+                                "capacity_bytes": fs_cap,
+                                "available_bytes": fs_avail,
+                                "inodes_used": eph_used // 8192 + 40,
+                                "inodes": fs_inodes,
+                                "inodes_free": fs_inodes_free,
+                            },
+                        ),
+                        "volumes": volumes,
+                        "containers": cs_out,
+                    },
+                )
+            )
+        # The node: its pods plus the system (kubelet, containerd, the OS), plus any incident.
+        sys_rate = node.system_cpu * (1.0 + 0.05 * gauss(0.0, 1.0))
+        if dt is not None:
+            node_inc += sys_rate * dt
+            node.cpu_total += node_inc
+        prev = node.prev_cpu_total
+        ncores = (node.cpu_total - prev) / dt if prev is not None and dt else None
+        node.prev_cpu_total = node.cpu_total
+        node_ws += node.system_mem
+        if node.pressure_frac > 0:
+            hog = max(0, node.mem_capacity - node.pressure_available - node_ws)
+            node_ws += int(hog * node.pressure_frac)
+        if node_ws > node.mem_capacity:
+            node_ws = node.mem_capacity
+        node_usage = min(node.mem_capacity, node_ws + node.mem_capacity // 8)
+        node.faults += node_faults
+        node.major_faults += node_major
+        if dt is not None:
+            node.rx_total += int(node_rx * dt)
+            node.tx_total += int(node_tx * dt)
+            node.rx_err_total += node_rx_err
+        totals = (node.rx_total, node.tx_total, node.rx_err_total, node.tx_err_total)
+        pn = node.prev_net
+        if pn is not None and dt:
+            rates = ((totals[0] - pn[0]) / dt, (totals[1] - pn[1]) / dt, (totals[2] - pn[2]) / dt, (totals[3] - pn[3]) / dt)
+        else:
+            rates = (None, None, None, None)
+        node.prev_net = totals
+        fs_used = min(fs_used, fs_cap)
+        node.fs_used = fs_used
+        fs = make(
+            Filesystem,
+            {
+                "used_bytes": fs_used,
+                "capacity_bytes": fs_cap,
+                "available_bytes": fs_cap - fs_used,
+                "inodes_used": 250_000,
+                "inodes": fs_inodes,
+                "inodes_free": fs_inodes_free,
+            },
+        )
+        imagefs = make(
+            Filesystem,
+            {
+                "used_bytes": node.images_used,
+                "capacity_bytes": fs_cap,
+                "available_bytes": fs_cap - fs_used,
+                "inodes_used": 250_000,
+                "inodes": fs_inodes,
+                "inodes_free": fs_inodes_free,
+            },
+        )
+        pressure = "True" if node.memory_pressure else "False"
+        node_sample = make(
+            NodeSample,
+            {
+                "cpu_cores": ncores,
+                "cpu_usage_seconds_total": node.cpu_total,
+                "memory_working_set_bytes": node_ws,
+                "memory_rss_bytes": int(node_ws * 0.8),
+                "memory_usage_bytes": node_usage,
+                "memory_available_bytes": node.mem_capacity - node_ws,
+                "memory_page_faults_total": node.faults,
+                "memory_major_page_faults_total": node.major_faults,
+                "allocatable": node.allocatable,
+                "capacity": node.capacity,
+                "cpu_node_share": ncores / alloc_cpu if ncores is not None else None,
+                "memory_node_share": node_ws / alloc_mem,
+                "network": [
+                    make(
+                        Interface,
+                        {
+                            "name": "eth0",
+                            "rx_bytes_total": totals[0],
+                            "tx_bytes_total": totals[1],
+                            "rx_errors_total": totals[2],
+                            "tx_errors_total": totals[3],
+                            "rx_bytes_per_s": rates[0],
+                            "tx_bytes_per_s": rates[1],
+                            "rx_errors_per_s": rates[2],
+                            "tx_errors_per_s": rates[3],
+                        },
+                    )
+                ],
+                "fs": fs,
+                "imagefs": imagefs,
+                "conditions": {"Ready": "True", "MemoryPressure": pressure, "DiskPressure": "False", "PIDPressure": "False"},
+            },
+        )
+        return make(
+            NodeScrape,
+            {
+                "schema_version": 1,
+                "cluster": cl.name,
+                "node": node.name,
+                "timestamp": ts,
+                "source": "simulator",
+                "node_stats": node_sample,
+                "pods": pods_out,
+            },
+        )
