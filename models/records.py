@@ -21,6 +21,9 @@ alerts.v1          alert fingerprint             :class:`AlertTransition`
 deadletter.v1      source topic                  :class:`DeadLetter`
 incidents.v1       ``cluster``                   :class:`Incident`
 notifications.v1   alert fingerprint             :class:`Notification`
+silences.v1        silence id (compacted)        :class:`Silence`
+alertgroups.v1     receiver and group key        :class:`AlertGroupState`
+                   (compacted, internal)
 =================  ============================  ==========================
 """
 
@@ -52,6 +55,9 @@ __all__ = [
     "DeadLetter",
     "Incident",
     "Notification",
+    "Silence",
+    "GroupDelivery",
+    "AlertGroupState",
     "RECORD_TYPES",
 ]
 
@@ -440,6 +446,67 @@ class Notification(Record):
         return self.group_key
 
 
+class Silence(Record):
+    """A silence: firing alerts matching every matcher are not notified from ``starts_at`` to ``ends_at``.
+
+    Matchers use Alertmanager's syntax (``name="v"``, ``name!="v"``,
+    ``name=~"re"``, ``name!~"re"``). Expiring a silence republishes it with
+    ``ends_at`` set to now; the topic is compacted on ``silence_id``, so every
+    worker that reads it from the start sees each silence's latest version.
+    """
+
+    silence_id: Name
+    matchers: list[Annotated[str, Field(min_length=3)]] = Field(min_length=1)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    created_by: Name
+    comment: str = ""
+    updated_at: AwareDatetime
+
+    @property
+    def key(self) -> str:
+        return self.silence_id
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Silence:
+        if self.ends_at < self.starts_at:
+            raise ValueError("ends_at must not be before starts_at")
+        return self
+
+
+class GroupDelivery(_Part):
+    """What one integration of a receiver was last sent for an alert group."""
+
+    firing: dict[str, int] = Field(default_factory=dict)
+    """Fingerprint to the transition sequence delivered as firing."""
+    resolved: dict[str, int] = Field(default_factory=dict)
+    """Fingerprint to the transition sequence delivered as resolved."""
+    at: AwareDatetime | None = None
+    ref: str | None = None
+    """The receiver's handle on the message (Slack ``channel:ts``) so a later notification updates it."""
+
+
+class AlertGroupState(Record):
+    """The alert dispatcher's state of one alert group (internal, compacted topic).
+
+    Written after every change and every delivery, before the alerts topic's
+    offset is committed: a restarted dispatcher rebuilds its groups from here
+    and never re-sends what ``delivered`` records.
+    """
+
+    group_key: Name
+    receiver: Name
+    group_labels: dict[str, str] = Field(default_factory=dict)
+    alerts: list[AlertTransition] = Field(default_factory=list)
+    delivered: dict[str, GroupDelivery] = Field(default_factory=dict)
+    """Integration id (``pagerduty/0``, ``slack/1``...) to what it was sent."""
+    updated_at: AwareDatetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.receiver}|{self.group_key}"
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     "metrics": NodeScrape,
     "events": KubeEvent,
@@ -449,5 +516,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "deadletter": DeadLetter,
     "incidents": Incident,
     "notifications": Notification,
+    "silences": Silence,
+    "alertgroups": AlertGroupState,
 }
 """Record kind (the topic's middle name and the index kind) to its class."""

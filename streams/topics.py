@@ -16,8 +16,10 @@ from models.records import (
     KubeEvent,
     NodeScrape,
     Notification,
+    AlertGroupState,
     Record,
     Rollup,
+    Silence,
 )
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "DEADLETTER",
     "INCIDENTS",
     "NOTIFICATIONS",
+    "SILENCES",
+    "ALERT_GROUPS",
     "spec_for",
 ]
 
@@ -62,8 +66,13 @@ ALERTS = TopicSpec("kubepulse.alerts.v1", "alerts", AlertTransition, "alert fing
 DEADLETTER = TopicSpec("kubepulse.deadletter.v1", "deadletter", DeadLetter, "source topic")
 INCIDENTS = TopicSpec("kubepulse.incidents.v1", "incidents", Incident, "cluster")
 NOTIFICATIONS = TopicSpec("kubepulse.notifications.v1", "notifications", Notification, "alert group key")
+SILENCES = TopicSpec("kubepulse.silences.v1", "silences", Silence, "silence id", compacted=True)
+# Internal state of the alert dispatcher (what each group was sent): not for indexing.
+ALERT_GROUPS = TopicSpec("kubepulse.alertgroups.v1", "alertgroups", AlertGroupState, "receiver|group key", compacted=True)
 
-TOPICS: tuple[TopicSpec, ...] = (METRICS, EVENTS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS)
+TOPICS: tuple[TopicSpec, ...] = (
+    METRICS, EVENTS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS, SILENCES, ALERT_GROUPS,
+)
 
 
 def spec_for(name_or_kind: str) -> TopicSpec:

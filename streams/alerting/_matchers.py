@@ -1,0 +1,73 @@
+"""Alertmanager label matchers: ``name="value"``, ``!=``, ``=~`` and ``!~`` (regexes anchored)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from streams.alerting.errors import MatcherError
+
+__all__ = ["Matcher", "parse_matcher", "matches_all"]
+
+_MATCHER = re.compile(
+    r"""^\s*(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^"\s]*)\s*$"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """One label matcher; a missing label matches as the empty string, as in Alertmanager."""
+
+    name: str
+    op: str
+    value: str
+    regex: re.Pattern[str] | None = None
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        got = labels.get(self.name, "")
+        if self.op == "=":
+            return got == self.value
+        if self.op == "!=":
+            return got != self.value
+        assert self.regex is not None
+        hit = self.regex.fullmatch(got) is not None
+        return hit if self.op == "=~" else not hit
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+def parse_matcher(text: str) -> Matcher:
+    """Parse one matcher.
+
+    >>> parse_matcher('namespace=~"prod-.*"').matches({"namespace": "prod-eu"})
+    True
+    >>> parse_matcher('severity!="info"').matches({})
+    True
+    >>> parse_matcher("severity")
+    Traceback (most recent call last):
+    ...
+    streams.alerting.errors.MatcherError: 'severity' is not a matcher: expected name="value", name!="value", name=~"regex" or name!~"regex"
+    """
+    m = _MATCHER.match(text)
+    if not m:
+        raise MatcherError(
+            f'{text!r} is not a matcher: expected name="value", name!="value", name=~"regex" or name!~"regex"'
+        )
+    value = m["value"]
+    if value.startswith('"'):
+        value = re.sub(r"\\(.)", r"\1", value[1:-1])
+    regex = None
+    if m["op"] in ("=~", "!~"):
+        try:
+            regex = re.compile(value)
+        except re.error as exc:
+            raise MatcherError(f"{text!r}: invalid regex: {exc}") from exc
+    return Matcher(m["name"], m["op"], value, regex)
+
+
+def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
+    """True when every matcher matches (an empty list matches everything)."""
+    return all(m.matches(labels) for m in matchers)

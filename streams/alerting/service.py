@@ -1,0 +1,307 @@
+"""Runs the alert dispatcher on Kafka: reads kubepulse.alerts.v1 (and events, silences), writes notifications.
+
+``run_dispatcher(settings)`` is the whole process (``kubepulse alerting
+run``); ``register_dispatcher(app, settings)`` runs the same thing as a task
+of the Faust worker. See :mod:`streams.alerting.dispatcher` for the delivery
+guarantees; this module is the Kafka plumbing they rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+
+from models.codec import decode, encode
+from models.errors import RecordError
+from models.records import AlertGroupState, AlertTransition, DeadLetter, KubeEvent, Notification, Silence
+from models.settings import Settings
+from streams.alerting._kafka import assign_all, ensure_topics, read_to_end
+from streams.alerting.config import AlertingConfig, load_config
+from streams.alerting.dispatcher import Dispatcher
+from streams.topics import ALERT_GROUPS, ALERTS, DEADLETTER, EVENTS, NOTIFICATIONS, SILENCES
+
+__all__ = ["KafkaSink", "run_dispatcher", "register_dispatcher"]
+
+log = logging.getLogger("kubepulse.alerting")
+
+_EVENTS_LOOKBACK = timedelta(minutes=15)
+"""How far back the recent-events ring is filled at start: enough for a crash loop's BackOff history."""
+
+
+class KafkaSink:
+    """The dispatcher's output on Kafka: one idempotent producer, acks=all."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: Settings) -> None:
+        self._p = producer
+        prefix = settings.kafka.topic_prefix
+        self._notifications = NOTIFICATIONS.named(prefix)
+        self._deadletter = DEADLETTER.named(prefix)
+        self._groups = ALERT_GROUPS.named(prefix)
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def notification(self, record: Notification) -> None:
+        self._pending.append(await self._p.send(self._notifications, encode(record), key=record.key.encode()))
+
+    async def dead_letter(self, record: DeadLetter) -> None:
+        # A lost page is the worst outcome: wait for this one's acknowledgement now.
+        await self._p.send_and_wait(self._deadletter, encode(record), key=record.source_topic.encode())
+
+    async def group_state(self, key: str, state: AlertGroupState | None) -> None:
+        value = encode(state) if state is not None else None
+        self._pending.append(await self._p.send(self._groups, value, key=key.encode()))
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        await self._p.send_and_wait(topic, value, key=key)
+
+
+def _oldest_member_assignor(started: float) -> type[AbstractPartitionAssignor]:
+    """An assignor that gives every partition to the member that started first.
+
+    Grouping and inhibition need all alerts in one process, so one member
+    dispatches and the others stand by; preferring the oldest member keeps the
+    owner stable when a new worker joins (no needless hand-over).
+    """
+
+    class OldestMemberAssignor(AbstractPartitionAssignor):
+        name = "kubepulse-oldest"
+        version = 0
+
+        @classmethod
+        def assign(
+            cls, cluster: Any, members: Mapping[str, ConsumerProtocolMemberMetadata]
+        ) -> dict[str, ConsumerProtocolMemberAssignment]:
+            def age(item: tuple[str, ConsumerProtocolMemberMetadata]) -> tuple[float, str]:
+                member_id, meta = item
+                try:
+                    return float(meta.user_data.decode()), member_id
+                except (AttributeError, ValueError):
+                    return float("inf"), member_id
+
+            owner = min(members.items(), key=age)[0]
+            topics: set[str] = set()
+            for meta in members.values():
+                topics.update(meta.subscription)
+            owned = []
+            for topic in sorted(topics):
+                parts = cluster.partitions_for_topic(topic) or set()
+                owned.append((topic, sorted(parts)))
+            return {
+                member_id: ConsumerProtocolMemberAssignment(cls.version, owned if member_id == owner else [], b"")
+                for member_id in members
+            }
+
+        @classmethod
+        def metadata(cls, topics: Any) -> ConsumerProtocolMemberMetadata:
+            return ConsumerProtocolMemberMetadata(cls.version, list(topics), f"{started:.6f}".encode())
+
+        @classmethod
+        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+            return None
+
+    return OldestMemberAssignor
+
+
+class _Takeover(ConsumerRebalanceListener):
+    """Loads the group states when this worker gets the alerts partitions; drops them when it loses them."""
+
+    def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
+        self._d = dispatcher
+        self._settings = settings
+        self.owned: set[TopicPartition] = set()
+        self.settled = asyncio.Event()
+        """Clear while a hand-over runs: the consume loop must not ingest into half-loaded state."""
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.settled.clear()
+        if revoked:
+            log.info("alert dispatcher: %d alerts partition(s) revoked, handing over", len(revoked))
+            await self._d.suspend()
+        self.owned -= set(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        try:
+            if assigned:
+                await self._load(assigned)
+            self.owned |= set(assigned)
+        finally:
+            self.settled.set()
+
+    async def _load(self, assigned: list[TopicPartition]) -> None:
+        raw: dict[bytes | None, bytes | None] = {}
+        for key, value in await read_to_end(self._settings, ALERT_GROUPS.named(self._settings.kafka.topic_prefix)):
+            raw[key] = value  # the latest value per key wins; None is a tombstone (a finished group)
+        latest = []
+        for key, value in raw.items():
+            if value is None:
+                continue
+            try:
+                latest.append(decode(AlertGroupState, value))
+            except RecordError as exc:
+                log.error("unreadable alert group state %r skipped: %s", key, exc.reason)
+        self._d.load(latest)
+        log.info("alert dispatcher took over %d partition(s) with %d alert group(s)", len(assigned), len(latest))
+
+
+async def _follow(consumer: AIOKafkaConsumer, handle: Any, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        batch = await consumer.getmany(timeout_ms=200)
+        for msgs in batch.values():
+            for m in msgs:
+                handle(m)
+
+
+async def run_dispatcher(
+    settings: Settings,
+    *,
+    config: AlertingConfig | None = None,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    time_scale: float = 1.0,
+) -> None:
+    """Consume alerts and notify until ``stop`` is set (or the task is cancelled).
+
+    ``ready`` is set once silences are loaded and the alerts consumer has
+    joined its group (tests and the benchmark wait for it).
+    """
+    config = config or load_config(settings)
+    stop = stop or asyncio.Event()
+    prefix = settings.kafka.topic_prefix
+    await ensure_topics(settings, [ALERTS, EVENTS, NOTIFICATIONS, DEADLETTER, SILENCES, ALERT_GROUPS])
+    producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=0)
+    await producer.start()
+    sink = KafkaSink(producer, settings)
+    dispatcher = Dispatcher(config, settings=settings, sink=sink, time_scale=time_scale)
+    kw = settings.kafka.aiokafka_kwargs()
+    side = AIOKafkaConsumer(**kw, enable_auto_commit=False, group_id=None)
+    alerts = AIOKafkaConsumer(
+        **kw,
+        group_id=f"{settings.kafka.consumer_group}.alerting",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        partition_assignment_strategy=(_oldest_member_assignor(time.time()),),
+        max_poll_records=500,
+        # An alert is latency-critical and rare: do not let the broker hold a fetch open waiting for more.
+        fetch_max_wait_ms=50,
+    )
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        # Silences first, to their end: a silenced alert must not page during start-up.
+        for key, value in await read_to_end(settings, SILENCES.named(prefix)):
+            _put_silence(dispatcher, value)
+        await side.start()
+        sil_tps = await assign_all(side, SILENCES.named(prefix))
+        ev_tps = [TopicPartition(EVENTS.named(prefix), p) for p in sorted(await _partitions(side, EVENTS.named(prefix)))]
+        side.assign(sil_tps + ev_tps)
+        sil_end = await side.end_offsets(sil_tps)
+        for tp in sil_tps:
+            side.seek(tp, sil_end[tp])
+        since = int((datetime.now(UTC) - _EVENTS_LOOKBACK).timestamp() * 1000)
+        offsets = await side.offsets_for_times({tp: since for tp in ev_tps})
+        ev_end = await side.end_offsets(ev_tps)
+        for tp in ev_tps:
+            side.seek(tp, offsets[tp].offset if offsets.get(tp) else ev_end[tp])
+
+        silences_topic = SILENCES.named(prefix)
+
+        def on_side(m: Any) -> None:
+            if m.topic == silences_topic:
+                _put_silence(dispatcher, m.value)
+            else:
+                try:
+                    dispatcher.add_event(decode(KubeEvent, m.value))
+                except RecordError:
+                    pass  # the events pipeline dead-letters bad events; here they are only context
+
+        tasks.append(asyncio.create_task(_follow(side, on_side, stop), name="alerting-side-topics"))
+
+        listener = _Takeover(dispatcher, settings)
+        await alerts.start()
+        alerts.subscribe([ALERTS.named(prefix)], listener=listener)
+        ready_by = time.monotonic() + 15.0
+        while not stop.is_set():
+            # The group is joined inside getmany; ready means "owns the alerts
+            # partitions" (or, for a standby, has waited long enough to be one).
+            if ready is not None and not ready.is_set() and (listener.owned or time.monotonic() > ready_by):
+                ready.set()
+            batch = await alerts.getmany(timeout_ms=200)
+            if not batch:
+                continue
+            await listener.settled.wait()
+            transitions = []
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    try:
+                        transitions.append(decode(AlertTransition, m.value))
+                    except RecordError as exc:
+                        await sink.dead_letter(
+                            DeadLetter(
+                                source_topic=tp.topic, partition=tp.partition, offset=m.offset,
+                                key=m.key.decode(errors="replace") if m.key else None,
+                                stage="decode", reason=exc.reason, error_type=exc.error_type,
+                                payload=(m.value or b"").decode(errors="backslashreplace")[:10000],
+                                occurred_at=datetime.now(UTC),
+                            )
+                        )
+            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
+
+            async def commit(offsets: dict[TopicPartition, int] = offsets) -> None:
+                await alerts.commit(offsets)
+
+            await dispatcher.ingest(transitions, commit=commit)
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await dispatcher.close()
+        for c in (alerts, side):
+            try:
+                await c.stop()
+            except Exception:  # stopping is best effort; the broker times the member out anyway
+                log.debug("stopping a consumer failed", exc_info=True)
+        try:
+            await sink.flush()
+        finally:
+            await producer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    deadline = time.monotonic() + 30
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return set(parts)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} has no partitions")
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public call
+        await asyncio.sleep(0.1)
+
+
+def _put_silence(dispatcher: Dispatcher, value: bytes | None) -> None:
+    if value is None:
+        return
+    try:
+        dispatcher.add_silence(decode(Silence, value))
+    except RecordError as exc:
+        log.error("unreadable silence skipped: %s", exc.reason)
+
+
+def register_dispatcher(app: Any, settings: Settings, *, config: AlertingConfig | None = None) -> None:
+    """Run the dispatcher inside a Faust worker (``create_app`` calls this); one task, stopped with the app."""
+
+    @app.task
+    async def alert_dispatcher() -> None:
+        await run_dispatcher(settings, config=config)

@@ -1,0 +1,144 @@
+"""The alert dispatcher through the real Kafka: alerts topic in, notifiers and the notifications topic out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from models.codec import decode
+from models.records import DeadLetter, Notification
+from models.settings import Settings
+from streams.alerting import config_from_dict, list_silences, run_dispatcher
+from streams.topics import ALERTS, DEADLETTER, NOTIFICATIONS
+from tests.fakes.alerts import alert, resolved
+from tests.fakes.fixtures import ROUTING_KEY, pd, tls_ca  # noqa: F401 - fixtures
+from tests.fakes.pagerduty import FakePagerDuty
+from tests.kafkautil import consume, create_topics, produce
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def _config(pd: FakePagerDuty, **extra: Any) -> dict[str, Any]:
+    return {
+        "route": {
+            "receiver": "pager", "group_by": ["..."], "group_wait": 0, "group_interval": 0.2, "repeat_interval": "4h",
+            **extra,
+        },
+        "receivers": [
+            {"name": "pager", "retry": {"initial_backoff": 0.01, "timeout": 15},  # generous: the machine is shared
+             "pagerduty_configs": [{"routing_key": ROUTING_KEY, "url": pd.url, "ca_file": str(pd.ca_file)}]},
+        ],
+    }
+
+
+@pytest.fixture
+async def dispatchers(stack: dict[str, str], settings: Settings) -> AsyncIterator[Callable[..., Any]]:
+    """``start(config_dict)`` runs a dispatcher on the test's topics; returns its stop function."""
+    await create_topics(settings, [ALERTS.named(settings.kafka.topic_prefix)])
+    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(config: dict[str, Any]) -> Callable[[], Any]:
+        stop, ready = asyncio.Event(), asyncio.Event()
+        cfg = config_from_dict(config, settings=settings, environ={})
+        task = asyncio.create_task(run_dispatcher(settings, config=cfg, stop=stop, ready=ready))
+        running.append((stop, task))
+        done, _ = await asyncio.wait([task, asyncio.create_task(ready.wait())], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # raise what made it stop
+        assert ready.is_set(), "dispatcher did not join its group in 30 s"
+
+        async def stop_it() -> None:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+        return stop_it
+
+    yield start
+    for stop, task in running:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 30)
+
+
+async def test_alert_on_the_topic_reaches_pagerduty_and_every_attempt_is_in_the_notifications_topic(settings, pd, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    await dispatchers(_config(pd))
+    a = alert(severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a), ("garbage", b'{"not": "an alert"}')])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    await produce(settings, ALERTS.named(prefix), [(a.key, resolved(a))])
+    await pd.wait_for(lambda: len(pd.events) == 2, timeout=20)
+
+    assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [("trigger", a.fingerprint), ("resolve", a.fingerprint)]
+    logged = [decode(Notification, v) for _, v in await consume(settings, NOTIFICATIONS.named(prefix), count=2, timeout=20)]
+    assert [(n.status, n.outcome, n.integration, n.fingerprints) for n in logged] == [
+        ("firing", "sent", "pagerduty", [a.fingerprint]),
+        ("resolved", "sent", "pagerduty", [a.fingerprint]),
+    ]
+    dead = [decode(DeadLetter, v) for _, v in await consume(settings, DEADLETTER.named(prefix), count=1, timeout=20)]
+    assert len(dead) == 1 and dead[0].stage == "decode" and dead[0].key == "garbage"
+    assert "fingerprint" in dead[0].reason
+
+
+async def test_a_restarted_dispatcher_sends_what_was_pending_and_never_resends_what_was_delivered(settings, pd, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    # Info alerts wait 4 s before their first notification: long enough to stop the first dispatcher meanwhile.
+    config = _config(pd, routes=[{"matchers": ['severity="info"'], "group_wait": 4}])
+    stop_first = await dispatchers(config)
+    delivered, pending = alert("Delivered", severity="critical"), alert("Pending", severity="info")
+    await produce(settings, ALERTS.named(prefix), [(delivered.key, delivered), (pending.key, pending)])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    await stop_first()
+    assert [e["dedup_key"] for e in pd.events] == [delivered.fingerprint]
+
+    await dispatchers(config)
+    await pd.wait_for(lambda: len(pd.events) == 2, timeout=20)
+    await produce(settings, ALERTS.named(prefix), [(delivered.key, resolved(delivered))])
+    await pd.wait_for(lambda: len(pd.events) == 3, timeout=20)
+    assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [
+        ("trigger", delivered.fingerprint),
+        ("trigger", pending.fingerprint),
+        ("resolve", delivered.fingerprint),
+    ]
+    assert pd.rejected == []
+
+
+async def _cli(settings: Settings, *args: str) -> tuple[int, str]:
+    """Run the real ``kubepulse`` command (a subprocess: the CLI calls asyncio.run) on the test's topics."""
+    env = {**os.environ, "KUBEPULSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubepulse.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_a_silence_added_with_the_cli_mutes_its_alerts_until_expired_with_the_cli(settings, pd, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    code, out = await _cli(settings, "silence", "add", 'namespace="shop"', "--duration", "2h", "--comment", "deploy")
+    assert code == 0, out
+    silence_id = out.strip().splitlines()[-1]
+    code, listed = await _cli(settings, "silence", "list")
+    assert silence_id in listed and 'namespace="shop"' in listed and "# deploy" in listed
+
+    await dispatchers(_config(pd))
+    muted, other = alert(namespace="shop", severity="critical"), alert(namespace="search", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(muted.key, muted), (other.key, other)])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    logged = [decode(Notification, v) for _, v in await consume(settings, NOTIFICATIONS.named(prefix), count=2, timeout=20)]
+    assert {(n.outcome, tuple(n.fingerprints)) for n in logged} == {("sent", (other.fingerprint,)), ("suppressed", (muted.fingerprint,))}
+
+    code, out = await _cli(settings, "silence", "expire", silence_id[:8])
+    assert code == 0 and out.strip() == f"expired {silence_id}", out
+    await pd.wait_for(lambda: len(pd.events) == 2, timeout=20)
+    assert pd.events[1]["dedup_key"] == muted.fingerprint
+    (s,) = await list_silences(settings)
+    assert s.ends_at <= datetime.now(UTC)
+    assert json.dumps(pd.events).count(muted.fingerprint) == 1
