@@ -1,0 +1,245 @@
+"""Every Kibana panel and saved search, run as the query Lens/Discover would send, against real Elasticsearch.
+
+The data is real pipeline output, not hand-made documents: a simulated fleet
+(collectors.simulator) goes through the worker's own Pipeline (windows,
+detectors, the default rule pack with the predictive rules' timing shortened
+so a 10-minute run can fire them), its events through the rule engine, and
+every record through the indexing engineer's document builder into this
+test's indices (templates installed by ``streams._es.install_templates``).
+Notifications are built the way the dispatcher reports deliveries (one per
+firing alert), and one dead letter comes from a real decode failure.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from elasticsearch import ApiError, AsyncElasticsearch
+from elasticsearch.helpers import async_bulk
+
+from collectors.simulator import Fleet, IncidentPlan
+from kibana import build
+from kibana._specs import Panel
+from kibana._translate import rows, saved_search_body, search_body
+from kibana.catalog import DASHBOARDS, SEARCHES, all_panels
+from kibana.saved_objects import data_view_title
+from models.codec import decode
+from models.errors import RecordError
+from models.records import AlertTransition, NodeScrape, Notification, Record
+from models.settings import Settings, load_settings
+from streams._documents import documents_for, index_name
+from streams._es import async_client, install_templates
+from streams.deadletter import dead_letter
+from streams.pipeline import Pipeline
+from streams.rules import RuleEngine, default_rules_path
+from tests.indexingutil import cleanup_es
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+STEPS = 40
+INTERVAL_S = 15.0
+
+
+def _fast_rules(directory: Path) -> Path:
+    """The default rule pack with the predictive rules' window and ``for`` shortened (same rule ids)."""
+    doc = yaml.safe_load(default_rules_path().read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if rule.get("kind") == "predict":
+                rule.update({"for": "0s", "window": "5m", "min_points": 4})
+                rule.pop("and", None)
+    path = directory / "rules.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def fleet_records(settings: Settings, start: datetime) -> list[Record]:
+    """Ten minutes of a 2-cluster fleet through the real pipeline: scrapes, events, incidents, rollups, anomalies, alerts."""
+    fleet = Fleet(
+        clusters=2,
+        nodes_per_cluster=2,
+        pods_per_node=5,
+        seed=11,
+        incidents="cycle",
+        incident_every_s=90,
+        interval_s=INTERVAL_S,
+        inject=[IncidentPlan("disk_fill", 0, 600), IncidentPlan("crash_loop", 30)],
+    )
+    engine = RuleEngine.from_settings(settings)
+    pipeline = Pipeline(settings, engine=engine)
+    states: dict[str, Any] = {}
+    out: list[Record] = []
+    for i in range(STEPS):
+        scrapes, events, incidents = fleet.step(start + timedelta(seconds=i * INTERVAL_S))
+        out += [*scrapes, *events, *incidents]
+        for s in scrapes:
+            st = states.setdefault(s.key, pipeline.new_state(s.key))
+            o = pipeline.process(st, s)
+            out += [*o.rollups, *o.anomalies, *o.transitions]
+        for e in events:
+            out += engine.observe_event(e)
+    firing = [r for r in out if isinstance(r, AlertTransition) and r.status == "firing"]
+    for n, a in enumerate(firing):
+        receiver = "oncall-pagerduty" if a.labels.get("severity") == "critical" else "team-slack"
+        out.append(
+            Notification(
+                notification_id=f"n{n}",
+                receiver=receiver,
+                integration="pagerduty" if receiver == "oncall-pagerduty" else "slack",
+                group_key=f"{{}}:{{alertname=\"{a.labels.get('alertname')}\"}}",
+                fingerprints=[a.fingerprint],
+                status="firing",
+                attempt=1,
+                outcome="sent" if n % 3 else "retry",
+                http_status=202 if n % 3 else 503,
+                error=None if n % 3 else "HTTP 503",
+                at=a.starts_at + timedelta(seconds=1),
+            )
+        )
+    try:
+        decode(NodeScrape, b'{"cluster": "prod", "node": 7')
+    except RecordError as exc:
+        dl = dead_letter(exc, source_topic="kubepulse.metrics.v1", stage="decode", partition=0, offset=41, key=b"prod/n1", payload=b"{")
+        out.append(dl.model_copy(update={"occurred_at": start + timedelta(minutes=5)}))
+    return out
+
+
+async def index_records(client: AsyncElasticsearch, settings: Settings, records: list[Record]) -> int:
+    prefix = settings.elasticsearch.index_prefix
+    actions = [
+        {"_op_type": "index", "_index": index_name(prefix, d.kind, d.day), "_id": d.id, "_source": d.body}
+        for r in records
+        for d in documents_for(r)
+    ]
+    ok, errors = await async_bulk(client, actions, chunk_size=2000, raise_on_error=False)
+    assert not errors, errors[:3]
+    await client.indices.refresh(index=f"{prefix}-*")
+    return ok
+
+
+@pytest.fixture(scope="module")
+def window() -> tuple[datetime, str, str]:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=STEPS * INTERVAL_S)
+    return start, (start - timedelta(minutes=1)).isoformat(), (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+
+
+@pytest.fixture(scope="module")
+async def fleet_es(stack: dict[str, str], window: tuple[datetime, str, str], tmp_path_factory: pytest.TempPathFactory):
+    """(client, settings, records): the fleet's documents indexed under a prefix of this module's own."""
+    run = f"kp-test-{int(time.time() * 1000) % 10**10:010d}-kibana"
+    settings = load_settings(elasticsearch={"index_prefix": run}, streams={"rules_files": [_fast_rules(tmp_path_factory.mktemp("rules"))]})
+    client = async_client(settings)
+    try:
+        await install_templates(client, settings)
+        records = fleet_records(settings, window[0])
+        await index_records(client, settings, records)
+        yield client, settings, records
+    finally:
+        await cleanup_es(client, settings)
+        await client.close()
+
+
+async def _run(client: AsyncElasticsearch, settings: Settings, panel: Panel, start: str, end: str) -> list[dict[str, Any]]:
+    index = data_view_title(settings.elasticsearch.index_prefix, panel.kind)
+    body = search_body(panel, start=start, end=end)
+    try:
+        resp = await client.search(index=index, body=body)
+    except ApiError as exc:
+        raise AssertionError(f"panel {panel.key}: Elasticsearch refused {body}: {exc.body}") from exc
+    return rows(panel, resp.body)
+
+
+def _metric_labels(panel: Panel) -> list[str]:
+    return [m.label for m in panel.metrics]
+
+
+async def test_every_panel_query_returns_buckets_with_values_from_the_simulated_fleet(fleet_es, window) -> None:
+    client, settings, _ = fleet_es
+    _, start, end = window
+    empty = []
+    for panel in all_panels():
+        got = await _run(client, settings, panel, start, end)
+        # Non-empty, and some bucket where every metric has a value (a column of nulls is a wrong field).
+        full = [r for r in got if all(r[label] is not None for label in _metric_labels(panel))]
+        if not full:
+            empty.append(f"{panel.key} ({panel.kind}): {len(got)} buckets, first {got[:1]}")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+
+
+async def test_fleet_overview_counts_match_the_simulated_fleet(fleet_es, window) -> None:
+    client, settings, _ = fleet_es
+    _, start, end = window
+    panels = {p.key: p for p in all_panels()}
+    assert (await _run(client, settings, panels["fleet-clusters"], start, end))[0]["Clusters"] == 2
+    assert (await _run(client, settings, panels["fleet-nodes"], start, end))[0]["Nodes"] == 4
+    assert (await _run(client, settings, panels["fleet-pods"], start, end))[0]["Pods"] == 20
+    cpu = (await _run(client, settings, panels["fleet-cpu-share"], start, end))[0]["CPU of allocatable"]
+    assert 0.0 < cpu < 1.0
+    # The fleet total per cluster and minute is about the per-node average times the 2 nodes, not times the scrapes.
+    totals = await _run(client, settings, panels["fleet-cpu-total"], start, end)
+    shares = await _run(client, settings, panels["fleet-cpu-share-time"], start, end)
+    assert {r["orchestrator.cluster.name"] for r in totals} == {r["orchestrator.cluster.name"] for r in shares}
+    # A bucket holding only a node's first scrape has no CPU rate yet (None), never a 0 that drags the line down.
+    cores = [r["CPU used (cores)"] for r in totals if r["CPU used (cores)"] is not None]
+    assert len(cores) >= len(totals) - 2
+    assert all(0 < c < 2 * 64 for c in cores)
+
+
+async def test_forecast_panel_shows_predicted_seconds_until_full_of_the_filling_volume(fleet_es, window) -> None:
+    client, settings, records = fleet_es
+    _, start, end = window
+    panel = next(p for p in all_panels() if p.key == "storage-forecast")
+    got = await _run(client, settings, panel, start, end)
+    names = {r["kubepulse.alert.name"] for r in got}
+    assert "KubePersistentVolumeFullSoon" in names
+    soonest = min(r["Full in (s, soonest)"] for r in got)
+    predicted = [r.value for r in records if isinstance(r, AlertTransition) and r.rule.endswith("FullSoon") and r.status == "firing"]
+    assert soonest == pytest.approx(min(predicted))
+
+
+async def test_every_saved_search_finds_documents_and_its_columns_exist(fleet_es, window) -> None:
+    client, settings, _ = fleet_es
+    _, start, end = window
+    for s in SEARCHES:
+        index = data_view_title(settings.elasticsearch.index_prefix, s.kind)
+        resp = await client.search(index=index, body=saved_search_body(s, start=start, end=end))
+        hits = resp["hits"]["hits"]
+        assert hits, f"saved search {s.key} finds nothing in {index}"
+        shown = set().union(*(h.get("fields", {}).keys() for h in hits))
+        assert shown, f"saved search {s.key}: none of its columns has a value"
+
+
+async def test_every_field_a_panel_or_control_uses_is_aggregatable_in_the_real_indices(fleet_es) -> None:
+    client, settings, _ = fleet_es
+    prefix = settings.elasticsearch.index_prefix
+    used: dict[str, set[str]] = {}
+    for p in all_panels():
+        used.setdefault(p.kind, set()).update(p.fields())
+    for d in DASHBOARDS:
+        used.setdefault(d.control_kind, set()).update(f for f, _ in d.controls)
+    problems = []
+    for kind, fields in used.items():
+        caps = (await client.field_caps(index=data_view_title(prefix, kind), fields=sorted(fields))).body["fields"]
+        for f in sorted(fields):
+            types = caps.get(f)
+            if not types:
+                problems.append(f"{kind}: {f} is not in the index")
+            elif not all(t["aggregatable"] for t in types.values()):
+                problems.append(f"{kind}: {f} is not aggregatable ({list(types)})")
+    assert not problems, "\n".join(problems)
+
+
+async def test_data_view_titles_resolve_to_the_indexed_aliases(fleet_es) -> None:
+    client, settings, _ = fleet_es
+    prefix = settings.elasticsearch.index_prefix
+    views = [o for o in build(prefix) if o["type"] == "index-pattern"]
+    for v in views:
+        resp = await client.indices.resolve_index(name=v["attributes"]["title"])
+        assert resp["aliases"], f"data view {v['id']} title {v['attributes']['title']} is no alias"
+        count = (await client.count(index=v["attributes"]["title"]))["count"]
+        assert count > 0, f"data view {v['id']} has no documents"
