@@ -1,9 +1,91 @@
-"""Commands of the streams part (registered by kubepulse.cli)."""
+"""Commands of the streams part (registered by kubepulse.cli): ``kubepulse worker`` and ``kubepulse topics create``."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+__all__ = ["register", "create_topics"]
+
+topics_app = typer.Typer(help="kubepulse's Kafka topics.", no_args_is_help=True)
+
+
+async def create_topics(settings: object) -> list[str]:
+    """Create every kubepulse topic under the settings' prefix (existing ones are kept); return the new names."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from streams.topics import TOPICS
+
+    k = settings.kafka  # type: ignore[attr-defined]
+    admin = AIOKafkaAdminClient(**k.aiokafka_kwargs())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(
+                spec.named(k.topic_prefix),
+                num_partitions=k.topic_partitions,
+                replication_factor=k.topic_replication,
+                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+            )
+            for spec in TOPICS
+            if spec.named(k.topic_prefix) not in existing
+        ]
+        if new:
+            await admin.create_topics(new)
+        return [t.name for t in new]
+    finally:
+        await admin.close()
+
+
+def _settings(config: Path | None) -> object:
+    from models.errors import ConfigError
+    from models.settings import load_settings
+
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+@topics_app.command("create")
+def topics_create(
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (else $KUBEPULSE_CONFIG).")] = None,
+) -> None:
+    """Create all kubepulse topics with kafka.topic_partitions partitions (existing topics are left alone)."""
+    settings = _settings(config)
+    created = asyncio.run(create_topics(settings))
+    for name in created:
+        typer.echo(f"created {name}")
+    if not created:
+        typer.echo("all topics exist")
+
+
+def worker(
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (else $KUBEPULSE_CONFIG).")] = None,
+) -> None:
+    """Run a stream worker: windows, anomaly scores and rules (Faust), until SIGTERM."""
+    import faust
+
+    from streams.app import create_app
+
+    settings = _settings(config)
+    asyncio.run(create_topics(settings))
+    app = create_app(settings)  # type: ignore[arg-type]
+    level = settings.log_level.lower()  # type: ignore[attr-defined]
+    from kubepulse._health import start_health_server
+
+    # /healthz, /readyz, /metrics on settings.http_port (0: off); ready while the app runs
+    # and is not in the middle of a consumer-group rebalance.
+    with start_health_server(settings, ready=lambda: bool(app.started) and not app.rebalancing):  # type: ignore[arg-type]
+        faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the kubepulse CLI."""
+    app.command("worker")(worker)
+    app.add_typer(topics_app, name="topics")

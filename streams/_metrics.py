@@ -1,0 +1,43 @@
+"""Prometheus counters of the stream worker (served by kubepulse._health at /metrics).
+
+Counters are process-wide (prometheus_client's default registry), labelled by
+topic or stage, so one scrape of a worker shows what flows through it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "RECORDS_IN",
+    "RECORDS_OUT",
+    "SAMPLES_IN",
+    "DEAD_LETTERS",
+    "LATE_SAMPLES_DROPPED",
+    "DUPLICATES_SUPPRESSED",
+    "CHECKPOINTS",
+    "CHECKPOINT_BYTES",
+    "CONSUMER_LAG",
+    "PROCESS_SECONDS",
+]
+
+RECORDS_IN = Counter("kubepulse_stream_records_in_total", "Records read by the stream agents.", ["topic"])
+RECORDS_OUT = Counter("kubepulse_stream_records_out_total", "Records published by the stream agents.", ["topic"])
+SAMPLES_IN = Counter("kubepulse_stream_samples_in_total", "Metric values (non-null) in the node scrapes read.")
+DEAD_LETTERS = Counter("kubepulse_stream_dead_letters_total", "Records sent to the dead-letter topic.", ["stage"])
+LATE_SAMPLES_DROPPED = Counter(
+    "kubepulse_stream_late_samples_dropped_total", "Samples later than the window grace, dropped.", ["reason"]
+)
+DUPLICATES_SUPPRESSED = Counter(
+    "kubepulse_stream_duplicates_suppressed_total",
+    "Replayed inputs or alert transitions already applied/published before a restart.",
+    ["kind"],
+)
+CHECKPOINTS = Counter("kubepulse_stream_checkpoints_total", "Node states written to the state table (changelog).")
+CHECKPOINT_BYTES = Counter("kubepulse_stream_checkpoint_bytes_total", "Bytes of node state written to the changelog.")
+CONSUMER_LAG = Gauge("kubepulse_stream_consumer_lag", "Highwater minus the offset being processed.", ["topic", "partition"])
+PROCESS_SECONDS = Histogram(
+    "kubepulse_stream_process_seconds",
+    "Time to process one node scrape (windows, scores, rules).",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+)

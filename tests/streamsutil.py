@@ -1,0 +1,92 @@
+"""Helpers for tests that run real ``kubepulse worker`` processes against the real Kafka."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from models.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBEPULSE = Path(sys.executable).parent / "kubepulse"
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a worker subprocess the test's settings (prefix, group, partitions)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEPULSE_")}
+    env.update(
+        KUBEPULSE_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
+        KUBEPULSE_KAFKA__TOPIC_PREFIX=settings.kafka.topic_prefix,
+        KUBEPULSE_KAFKA__CONSUMER_GROUP=settings.kafka.consumer_group,
+        KUBEPULSE_KAFKA__TOPIC_PARTITIONS=str(settings.kafka.topic_partitions),
+        KUBEPULSE_STREAMS__WINDOW_GRACE_S=str(settings.streams.window_grace_s),
+        KUBEPULSE_STREAMS__CHECKPOINT_INTERVAL_S=str(settings.streams.checkpoint_interval_s),
+        KUBEPULSE_HTTP_PORT="0",
+        KUBEPULSE_LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """A ``kubepulse worker`` subprocess; its log is kept in ``log_path`` for failure messages."""
+
+    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(KUBEPULSE), "worker"], cwd=ROOT, env=worker_env(settings, **env), stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final commit or checkpoint."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+async def read_until(settings: Settings, topic: str, done, *, timeout: float = 60.0) -> list[tuple[str | None, bytes]]:
+    """Read ``topic`` from the beginning (read_committed) until ``done(messages)`` is true or ``timeout`` passes."""
+    import asyncio
+    import time
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        **settings.kafka.aiokafka_kwargs(), auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    out: list[tuple[str | None, bytes]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            parts = consumer.partitions_for_topic(topic)
+            if parts:
+                consumer.assign([TopicPartition(topic, p) for p in parts])
+                await consumer.seek_to_beginning()
+                break
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.2)
+        while not done(out) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for msgs in batch.values():
+                out.extend((m.key.decode() if m.key else None, m.value) for m in msgs)
+    finally:
+        await consumer.stop()
+    return out
