@@ -29,12 +29,14 @@ __all__ = [
     "DEFAULT_DETECTOR",
     "DETECTORS",
     "EWMAZScore",
+    "SeasonalLikelihood",
     "SeasonalZScore",
     "make_detector",
 ]
 
 _isfinite = math.isfinite
 _sqrt = math.sqrt
+_log1p = math.log1p
 
 
 class EWMAZScore(base.AnomalyDetector):
@@ -227,6 +229,10 @@ class SeasonalZScore(base.AnomalyDetector):
     """
 
     name = "seasonal_z"
+    _PARAMS = (
+        "alpha", "beta", "bins", "period", "season_gain", "clip", "alarm", "refractory",
+        "refractory_factor", "warmup", "rel_floor", "feature",
+    )
     __slots__ = (
         "alpha", "beta", "bins", "period", "season_gain", "clip", "alarm", "refractory",
         "refractory_factor", "warmup", "rel_floor", "feature",
@@ -279,30 +285,40 @@ class SeasonalZScore(base.AnomalyDetector):
         v = x.get(self.feature)
         if v is None or v != v or v in (math.inf, -math.inf):
             return 0.0
-        if t is None:
-            t = x.get("t")
-        floor = self.rel_floor * self._scale + 1e-12
-        if t is not None and self._season_var < self.season_gain * self._flat_var:
-            b = int((t % self.period) * self.bins / self.period)
-            s = abs(v - self._level - self._season[b]) / (_sqrt(self._season_var) + floor)
-        else:
-            s = abs(v - self._flat) / (_sqrt(self._flat_var) + floor)
         if self._quiet:
-            return s * self.refractory_factor
-        return s
+            return self._surprise(v, x.get("t") if t is None else t) * self.refractory_factor
+        return self._surprise(v, x.get("t") if t is None else t)
 
     def learn_one(self, x: dict, t: float | None = None) -> None:
         v = x.get(self.feature)
         if v is None or v != v or v in (math.inf, -math.inf):
             return
-        if t is None:
-            t = x.get("t")
+        z = self._fit(v, x.get("t") if t is None else t)
+        # The alarm bookkeeping uses the surprise on the pre-update state, so the
+        # refractory period starts at the sample that was reported.
+        if self._quiet:
+            self._quiet -= 1
+        elif self._n > self.warmup and z >= self.alarm:
+            self._quiet = self.refractory
+
+    # -- the two forecasters, shared with SeasonalLikelihood ------------------------------
+
+    def _surprise(self, v: float, t: float | None) -> float:
+        """|forecast error| / error scale of the judging model, on the current state."""
+        floor = self.rel_floor * self._scale + 1e-12
+        if t is not None and self._season_var < self.season_gain * self._flat_var:
+            b = int((t % self.period) * self.bins / self.period)
+            return abs(v - self._level - self._season[b]) / (_sqrt(self._season_var) + floor)
+        return abs(v - self._flat) / (_sqrt(self._flat_var) + floor)
+
+    def _fit(self, v: float, t: float | None) -> float:
+        """Learn one finite sample; returns its surprise on the state before the update."""
         n = self._n
         if n == 0:
             self._flat = self._level = v
             self._scale = abs(v)
             self._n = 1
-            return
+            return 0.0
         n += 1
         self._n = n
         a = 1.0 / n if n * self.alpha < 1.0 else self.alpha
@@ -332,16 +348,10 @@ class SeasonalZScore(base.AnomalyDetector):
             if season_var < self.season_gain * flat_var:
                 d = e
                 flat_var = season_var
-
-        # The alarm bookkeeping repeats score_one's arithmetic on the pre-update state,
-        # so the refractory period starts at the sample that was reported.
-        if self._quiet:
-            self._quiet -= 1
-        elif n > self.warmup and abs(d) >= self.alarm * (_sqrt(flat_var) + floor):
-            self._quiet = self.refractory
         # The floor's scale (mean |x|) is deliberately not winsorised: on bursty,
         # mostly-zero series (disk writes) it is what keeps bursts from all scoring huge.
         self._scale += a * (abs(v) - self._scale)
+        return abs(d) / (_sqrt(flat_var) + floor)
 
     # -- what anomaly records and the streams need ----------------------------------------
 
@@ -354,7 +364,7 @@ class SeasonalZScore(base.AnomalyDetector):
 
     def params(self) -> dict[str, Any]:
         """The constructor arguments, as a plain dict."""
-        return {name: getattr(self, name) for name in self.__slots__ if not name.startswith("_")}
+        return {name: getattr(self, name) for name in self._PARAMS}
 
     def __getstate__(self) -> tuple:
         # The season is packed as raw doubles: 8 bytes a bucket instead of pickle's 9, exact.
@@ -375,23 +385,215 @@ class SeasonalZScore(base.AnomalyDetector):
         ) = state
         self._season = list(struct.unpack("<%dd" % self.bins, season))
 
+class SeasonalLikelihood(SeasonalZScore):
+    """Seasonal surprise, judged against the series' own history of surprise (an anomaly likelihood).
+
+    One global threshold has to work for every series (NAB optimises one
+    per detector over its whole corpus; the streams use
+    ``anomaly_threshold``), yet a heavy-tailed count series produces 8-sigma
+    forecast errors every day while a quiet gauge never does.  So the raw
+    surprise is not the score; how unusual the *recent* surprise is for
+    *this* series is, in the spirit of HTM's anomaly likelihood:
+
+    1. ``z``: the :class:`SeasonalZScore` surprise (flat or time-of-day
+       forecast, whichever has been more accurate; its refractory period is
+       off).
+    2. ``m``: an exponentially weighted mean of ``log1p(z)`` with weight
+       ``short`` (about ``1/short`` samples).  The log keeps one glitch from
+       dominating; the mean makes a sustained change (a level shift, a
+       variance change, a burst) count more than one outlier.
+    3. The score is ``(m - mu) / (sd + sd_floor)`` where ``mu`` and ``sd``
+       are the long-run mean and deviation of ``m`` itself (weight
+       ``long``).  It is 0 when negative.  Before the series has its own
+       history these start from what Gaussian noise gives (``m`` averages
+       0.53, deviation 0.07) with a weight of ``prior_n`` samples, so a
+       brand-new series can alarm after ``warmup`` samples.
+    4. Alarm hygiene without a threshold: a score is reported only when it
+       exceeds the running peak of earlier scores, which decays by ``decay``
+       per sample (0.995: halves in about 140 samples).  One incident then
+       reports its onset and any escalation, not every sample of it, whatever
+       threshold the user picks; NAB credits only the earliest detection in a
+       window and charges every later one outside it.
+
+    The scale is standard deviations of the recent mean surprise, so it is
+    comparable across series: on the NAB subset the best single threshold is
+    2.66 for all three cost profiles (2.45 with four synthetic categories
+    added), while the streams default of 4 trades a scrape of delay for
+    far fewer false alarms.  Constant series score 0 until they
+    change (the forecaster's error floor keeps ``z`` at 0).
+
+    Parameters
+    ----------
+    alpha, beta, bins, period, season_gain, clip, warmup, rel_floor, feature
+        As for :class:`SeasonalZScore` (``alpha`` 0.002: a longer memory of
+        level and error than the plain z-score, because the likelihood step
+        already absorbs how noisy the series is).
+    short
+        Weight of the newest ``log1p(z)`` in the recent mean surprise.
+    long
+        Weight of the newest recent mean in its long-run mean and variance
+        (0.002: about 500 samples, under two days at 5 minutes).
+    decay
+        Per-sample decay of the peak a new score must beat to be reported.
+    sd_floor
+        Added to the long-run deviation, so a series whose surprise never
+        varies does not turn a tiny wobble into a high score.
+    prior_n
+        Weight, in samples, of the Gaussian-noise prior of ``mu`` and ``sd``.
+    spike
+        When positive, the score is at least ``z / spike``, so an isolated
+        huge outlier (one scrape at 50 sigma) alarms on its own.  Off by
+        default: on NAB it costs 5 points, because isolated outliers of bursty
+        series (disk writes, request counts) are mostly not incidents.
+
+    Examples
+    --------
+    A steady noisy series, then a level shift: the shift is reported at its
+    start (rising while the evidence grows), and its continuation is not
+    reported again.
+
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> det = SeasonalLikelihood()
+    >>> scores = []
+    >>> for i in range(3000):
+    ...     v = 100 + rng.gauss(0, 1) + (15 if i >= 2000 else 0)
+    ...     scores.append(det.score_one({"value": v}, t=i * 15.0))
+    ...     det.learn_one({"value": v}, t=i * 15.0)
+    >>> max(scores[:2000]) < 2.5                 # the noise itself stays under the threshold
+    True
+    >>> [round(s, 1) for s in scores[2000:2009]]  # the shift, at once
+    [1.4, 3.0, 4.2, 5.1, 5.7, 6.1, 0.0, 0.0, 0.0]
+    >>> max(scores[2006:2150])                   # and not again while it is being adopted
+    0.0
+    >>> det.name, det.params()["short"]
+    ('seasonal_lik', 0.1)
+    """
+
+    name = "seasonal_lik"
+    _PARAMS = (
+        "alpha", "beta", "bins", "period", "season_gain", "clip", "warmup", "rel_floor",
+        "short", "long", "decay", "sd_floor", "prior_n", "spike", "feature",
+    )
+    __slots__ = ("short", "long", "decay", "sd_floor", "prior_n", "spike", "_m", "_mu", "_lvar", "_k", "_peak", "_memo")
+
+    # log1p(|z|) of standard Gaussian noise averages 0.535, and its mean with weight
+    # 0.1 deviates by 0.073: the prior of a series that has no history of its own yet.
+    _PRIOR_MEAN = 0.535
+    _PRIOR_SD = 0.073
+
+    def __init__(
+        self,
+        alpha: float = 0.002,
+        beta: float = 0.1,
+        bins: int = 24,
+        period: float = 86400.0,
+        season_gain: float = 0.8,
+        clip: float = 20.0,
+        warmup: int = 30,
+        rel_floor: float = 1e-3,
+        short: float = 0.1,
+        long: float = 0.002,
+        decay: float = 0.995,
+        sd_floor: float = 0.05,
+        prior_n: int = 50,
+        spike: float = 0.0,
+        feature: str = "value",
+    ) -> None:
+        super().__init__(alpha=alpha, beta=beta, bins=bins, period=period, season_gain=season_gain, clip=clip,
+                         refractory=0, warmup=warmup, rel_floor=rel_floor, feature=feature)
+        self.short = short
+        self.long = long
+        self.decay = decay
+        self.sd_floor = sd_floor
+        self.prior_n = prior_n
+        self.spike = spike
+        self._m = self._mu = self._PRIOR_MEAN  # recent mean surprise; its long-run mean
+        self._lvar = self._PRIOR_SD * self._PRIOR_SD  # and variance
+        self._k = 0  # samples that updated mu and the variance
+        self._peak = 0.0  # decaying peak of earlier scores
+        self._memo: tuple | None = None  # score_one's result, reused by learn_one (not state)
+
+    def score_one(self, x: dict, t: float | None = None) -> float:
+        if self._n < self.warmup:
+            return 0.0
+        v = x.get(self.feature)
+        if v is None or v != v or v in (math.inf, -math.inf):
+            return 0.0
+        if t is None:
+            t = x.get("t")
+        # SeasonalZScore._surprise inlined: this is the per-sample hot path (>= 300k/s a core).
+        floor = self.rel_floor * self._scale + 1e-12
+        if t is not None and self._season_var < self.season_gain * self._flat_var:
+            b = int((t % self.period) * self.bins / self.period)
+            z = abs(v - self._level - self._season[b]) / (_sqrt(self._season_var) + floor)
+        else:
+            z = abs(v - self._flat) / (_sqrt(self._flat_var) + floor)
+        m = self._m + self.short * (_log1p(z) - self._m)
+        s = (m - self._mu) / (_sqrt(self._lvar) + self.sd_floor)
+        if self.spike and z > s * self.spike:
+            s = z / self.spike
+        # learn_one reuses this arithmetic when it gets the same sample next, as it should.
+        self._memo = (v, t, m, s)
+        return s if s > self._peak else 0.0
+
+    def learn_one(self, x: dict, t: float | None = None) -> None:
+        v = x.get(self.feature)
+        if v is None or v != v or v in (math.inf, -math.inf):
+            return
+        if t is None:
+            t = x.get("t")
+        if self._n < self.warmup:
+            self._fit(v, t)
+            return
+        # score_one then learn_one on the same sample is the protocol: reuse its arithmetic.
+        memo = self._memo
+        if memo is None or memo[0] != v or memo[1] != t:
+            self.score_one(x, t)
+            memo = self._memo
+        self._memo = None
+        m, s = memo[2], memo[3]
+        self._fit(v, t)
+        self._m = m
+        k = self._k + 1
+        self._k = k
+        a = 1.0 / (k + self.prior_n)
+        if a < self.long:
+            a = self.long
+        d = m - self._mu
+        self._mu += a * d
+        self._lvar = (1.0 - a) * (self._lvar + a * d * d)
+        peak = self._peak * self.decay
+        self._peak = s if s > peak else peak
+
+    def __getstate__(self) -> tuple:
+        return (super().__getstate__(), self.short, self.long, self.decay, self.sd_floor, self.prior_n, self.spike,
+                self._m, self._mu, self._lvar, self._k, self._peak)
+
+    def __setstate__(self, state: tuple) -> None:
+        (parent, self.short, self.long, self.decay, self.sd_floor, self.prior_n, self.spike,
+         self._m, self._mu, self._lvar, self._k, self._peak) = state
+        super().__setstate__(parent)
+        self._memo = None
+
 
 DETECTORS: dict[str, type[base.AnomalyDetector]] = {
+    SeasonalLikelihood.name: SeasonalLikelihood,
     SeasonalZScore.name: SeasonalZScore,
     EWMAZScore.name: EWMAZScore,
 }
-DEFAULT_DETECTOR = SeasonalZScore.name
+DEFAULT_DETECTOR = SeasonalLikelihood.name
 
 
 def make_detector(name: str = DEFAULT_DETECTOR, **params: Any) -> base.AnomalyDetector:
     """A fresh detector by registry name, e.g. ``make_detector("ewma_z", alpha=0.01)``.
 
     >>> make_detector().name
-    'seasonal_z'
+    'seasonal_lik'
     >>> make_detector("nope")
     Traceback (most recent call last):
     ...
-    KeyError: "unknown detector 'nope'; known: seasonal_z, ewma_z"
+    KeyError: "unknown detector 'nope'; known: seasonal_lik, seasonal_z, ewma_z"
     """
     try:
         cls = DETECTORS[name]
