@@ -398,7 +398,8 @@ class DeadLetter(Record):
     key: str | None = None
     stage: Name
     """Where it failed: ``decode``, ``windows``, ``indexing``, ``notify:<receiver>``..."""
-    reason: Name
+    reason: Annotated[str, Field(min_length=1, max_length=4000)]
+    """Why, in words a person can act on (an Elasticsearch or validation error can be long)."""
     error_type: str = ""
     payload: str = ""
     """The original bytes as text (invalid UTF-8 escaped), never with secrets."""

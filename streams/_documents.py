@@ -1,0 +1,298 @@
+"""Records to Elasticsearch documents: the field table of ``streams._mappings`` made fast, plus ids and index names.
+
+A node scrape becomes one document per entity (node, pod, container,
+volume); every other record becomes one document. Each document's ``_id`` is
+a hash of what identifies the record (cluster, entity or series, event time,
+kind), so indexing the same record twice (a replay after a crash or a
+rebalance) overwrites the same document instead of adding one.
+
+Documents use dotted keys (``{"kubernetes.pod.name": "cart-1"}``):
+Elasticsearch expands them into the mapped objects, and a flat dict is the
+cheapest thing Python can build per entity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from models.records import (
+    RECORD_TYPES,
+    AlertTransition,
+    Anomaly,
+    DeadLetter,
+    Incident,
+    KubeEvent,
+    NodeScrape,
+    Notification,
+    Record,
+    Rollup,
+)
+from streams._mappings import DATE, KIND_FIELDS, KINDS, METRICSET_FIELDS, Derived, Entry, Field
+
+__all__ = ["Document", "documents_for", "index_name", "doc_id", "kind_of"]
+
+
+class Document(NamedTuple):
+    """One document to index: its kind, the UTC day of its event time (``YYYY.MM.DD``), ``_id`` and body."""
+
+    kind: str
+    day: str
+    id: str
+    body: dict[str, Any]
+
+
+_KIND_OF: dict[type[Record], str] = {cls: kind for kind, cls in RECORD_TYPES.items() if kind in KINDS}
+
+
+def kind_of(record: Record) -> str:
+    """The index kind of a record (``metrics`` for a :class:`NodeScrape`)."""
+    try:
+        return _KIND_OF[type(record)]
+    except KeyError:
+        raise TypeError(f"{type(record).__name__} records are not indexed; indexed kinds: {', '.join(KINDS)}") from None
+
+
+def index_name(prefix: str, kind: str, day: str) -> str:
+    """The daily index of ``kind``: ``<prefix>-<kind>-YYYY.MM.DD``.
+
+    >>> index_name("kubepulse", "metrics", "2026.01.31")
+    'kubepulse-metrics-2026.01.31'
+    """
+    return f"{prefix}-{kind}-{day}"
+
+
+def doc_id(*parts: object) -> str:
+    """A stable 128-bit id of the parts (blake2b, hex): the same record always gets the same id.
+
+    >>> a = doc_id("rollups", "c1/shop/cart-1/-/pod.cpu_cores", "1m", "2026-01-01T00:00:00+00:00")
+    >>> len(a), a == doc_id("rollups", "c1/shop/cart-1/-/pod.cpu_cores", "1m", "2026-01-01T00:00:00+00:00")
+    (32, True)
+    """
+    return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+
+
+def _day(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y.%m.%d")
+
+
+# --------------------------------------------------------------------------
+# Compiling the table: each entry becomes (field, getter) once, at import.
+# --------------------------------------------------------------------------
+
+_Getter = Callable[[dict[str, Any]], Any]
+
+# Metrics paths start at one of these objects; longest prefix first.
+_ROOTS = (("pods[].containers[].", "self"), ("pods[].volumes[].", "self"), ("pods[].", "pod"), ("node_stats.", "node"), ("", "record"))
+
+
+def _path_getter(path: str) -> Callable[[Any], Any]:
+    """Walk ``a.b.c`` from an object, None as soon as a step is None; ``x[].y`` sums ``y`` over list ``x``."""
+    if "[]." in path:
+        head, _, member = path.partition("[].")
+        get_list = _path_getter(head)
+
+        def summed(obj: Any) -> Any:
+            values = [v for v in (getattr(i, member) for i in get_list(obj) or ()) if v is not None]
+            return sum(values) if values else None
+
+        return summed
+    steps = path.split(".")
+    if len(steps) == 1:
+        name = steps[0]
+        return lambda obj: getattr(obj, name)
+
+    def walk(obj: Any) -> Any:
+        for s in steps:
+            if obj is None:
+                return None
+            obj = getattr(obj, s)
+        return obj
+
+    return walk
+
+
+def _compile_field(e: Field) -> _Getter:
+    root, rel = "record", e.src
+    for prefix, name in _ROOTS:
+        if e.src.startswith(prefix):
+            root, rel = name, e.src[len(prefix) :]
+            break
+    get = _path_getter(rel)
+    convert = e.convert
+    is_date = e.type == DATE
+
+    def getter(ctx: dict[str, Any]) -> Any:
+        v = get(ctx[root])
+        if v is None:
+            return None
+        if convert is not None:
+            v = convert(v)
+        if is_date and v is not None:
+            v = v.isoformat()
+        return v
+
+    return getter
+
+
+def _compile_derived(e: Derived) -> _Getter:
+    fn = e.fn
+    if e.type != DATE:
+        return fn
+
+    def getter(ctx: dict[str, Any]) -> Any:
+        v = fn(ctx)
+        return None if v is None else v.isoformat()
+
+    return getter
+
+
+def _compile(entries: Iterable[Entry]) -> tuple[tuple[str, _Getter], ...]:
+    return tuple((e.es, _compile_field(e) if isinstance(e, Field) else _compile_derived(e)) for e in entries)
+
+
+def _scope(e: Entry) -> str:
+    if isinstance(e, Derived):
+        return e.scope
+    for prefix, root in _ROOTS:
+        if e.src.startswith(prefix):
+            return {"record": "record", "node": "record"}.get(root, root)
+    return "record"
+
+
+def _by_scope(entries: list[Entry]) -> dict[str, tuple[tuple[str, _Getter], ...]]:
+    """The entries compiled and split by scope, so shared parts are built once per scrape or pod."""
+    return {scope: _compile(e for e in entries if _scope(e) == scope) for scope in ("record", "pod", "self")}
+
+
+_METRICSETS = {ms: _by_scope(entries) for ms, entries in METRICSET_FIELDS.items()}
+_KINDS = {kind: _compile(entries) for kind, entries in KIND_FIELDS.items()}
+
+
+def _build(compiled: tuple[tuple[str, _Getter], ...], ctx: dict[str, Any], doc: dict[str, Any] | None = None) -> dict[str, Any]:
+    doc = {} if doc is None else doc
+    for es, get in compiled:
+        v = get(ctx)
+        if v is not None:
+            doc[es] = v
+    return doc
+
+
+# --------------------------------------------------------------------------
+# Per kind: identity of the document and the day of its index.
+# --------------------------------------------------------------------------
+
+
+def _metrics(s: NodeScrape) -> list[Document]:
+    ts = s.timestamp.isoformat()
+    day = _day(s.timestamp)
+    c = s.cluster
+    ctx: dict[str, Any] = {"record": s, "node": s.node_stats, "pod": None, "self": s.node_stats}
+    # Entity prefixes are the series id prefixes of models.series, so a
+    # metrics document joins to its rollups and anomalies by prefix.
+    entity = f"{c}/-/node:{s.node}/-/"
+    ctx["entity"] = entity
+    node_set = _METRICSETS["node"]
+    node_doc = _build(node_set["self"], ctx, _build(node_set["pod"], ctx, _build(node_set["record"], ctx)))
+    out = [Document("metrics", day, doc_id("node", entity, ts), node_doc)]
+    sets = {ms: _METRICSETS[ms] for ms in ("pod", "volume", "container")}
+    # What every document of the scrape shares, built once per scrape.
+    scrape_part = {ms: _build(parts["record"], ctx) for ms, parts in sets.items()}
+    pod_parts, vol_parts, ct_parts = sets["pod"], sets["volume"], sets["container"]
+    for p in s.pods:
+        pod_prefix = f"{c}/{p.namespace}/{p.name}/"
+        ctx["pod"] = ctx["self"] = p
+        ctx["entity"] = entity = pod_prefix + "-/"
+        doc = _build(pod_parts["pod"], ctx, dict(scrape_part["pod"]))
+        out.append(Document("metrics", day, doc_id("pod", entity, ts), _build(pod_parts["self"], ctx, doc)))
+        if p.volumes:
+            shared = _build(vol_parts["pod"], ctx, dict(scrape_part["volume"]))
+            for v in p.volumes:
+                ctx["self"] = v
+                ctx["entity"] = entity = f"{pod_prefix}volume:{v.name}/"
+                out.append(Document("metrics", day, doc_id("volume", entity, ts), _build(vol_parts["self"], ctx, dict(shared))))
+        if p.containers:
+            shared = _build(ct_parts["pod"], ctx, dict(scrape_part["container"]))
+            for ct in p.containers:
+                ctx["self"] = ct
+                ctx["entity"] = entity = f"{pod_prefix}{ct.name}/"
+                out.append(Document("metrics", day, doc_id("container", entity, ts), _build(ct_parts["self"], ctx, dict(shared))))
+    return out
+
+
+def _one(kind: str, record: Record, ts: datetime, *id_parts: object) -> list[Document]:
+    body = _build(_KINDS[kind], {"record": record})
+    body.setdefault("@timestamp", ts.isoformat())
+    return [Document(kind, _day(ts), doc_id(kind, *id_parts), body)]
+
+
+def _events(r: KubeEvent) -> list[Document]:
+    # An Event with neither first nor last seen has no time of its own; the
+    # indexing time stands in (its id is still stable, only its day may move).
+    ts = r.last_seen or r.first_seen or datetime.now(UTC)
+    return _one("events", r, ts, r.cluster, r.uid, r.resource_version, r.count, r.last_seen or r.first_seen)
+
+
+def _rollups(r: Rollup) -> list[Document]:
+    return _one("rollups", r, r.window_start, r.series_id, r.window, r.window_start.isoformat())
+
+
+def _anomalies(r: Anomaly) -> list[Document]:
+    return _one("anomalies", r, r.timestamp, r.series_id, r.detector, r.timestamp.isoformat())
+
+
+def _alerts(r: AlertTransition) -> list[Document]:
+    ts = r.ends_at if r.status == "resolved" and r.ends_at else r.starts_at
+    return _one("alerts", r, ts, r.fingerprint, r.sequence, r.status)
+
+
+def _notifications(r: Notification) -> list[Document]:
+    return _one("notifications", r, r.at, r.notification_id, r.attempt, r.outcome)
+
+
+def _incidents(r: Incident) -> list[Document]:
+    return _one("incidents", r, r.start, r.incident_id)
+
+
+def _deadletter(r: DeadLetter) -> list[Document]:
+    # A dead letter's identity is where its message was and what failed; the
+    # time only joins in when the source position is unknown.
+    where = (r.partition, r.offset) if r.offset is not None else (r.occurred_at.isoformat(),)
+    payload_hash = hashlib.blake2b(r.payload.encode(), digest_size=8).hexdigest()
+    return _one("deadletter", r, r.occurred_at, r.source_topic, *where, r.key, r.stage, r.reason, payload_hash)
+
+
+_BUILDERS: dict[type[Record], Callable[[Any], list[Document]]] = {
+    NodeScrape: _metrics,
+    KubeEvent: _events,
+    Rollup: _rollups,
+    Anomaly: _anomalies,
+    AlertTransition: _alerts,
+    Notification: _notifications,
+    Incident: _incidents,
+    DeadLetter: _deadletter,
+}
+
+
+def documents_for(record: Record) -> list[Document]:
+    """The documents one record becomes (one per entity for a node scrape, else one).
+
+    >>> from datetime import datetime, timezone
+    >>> from models.records import NodeScrape, PodSample, ContainerSample
+    >>> s = NodeScrape(cluster="c1", node="n1", timestamp=datetime(2026, 1, 31, 23, 59, tzinfo=timezone.utc),
+    ...     pods=[PodSample(namespace="shop", name="cart-1", containers=[ContainerSample(name="cart", cpu_cores=0.25)])])
+    >>> docs = documents_for(s)
+    >>> [(d.kind, d.day, d.body["metricset.name"]) for d in docs]
+    [('metrics', '2026.01.31', 'node'), ('metrics', '2026.01.31', 'pod'), ('metrics', '2026.01.31', 'container')]
+    >>> docs[2].body["kubernetes.container.cpu.usage.nanocores"]
+    250000000
+    >>> documents_for(s)[2].id == docs[2].id
+    True
+    """
+    try:
+        build = _BUILDERS[type(record)]
+    except KeyError:
+        raise TypeError(f"{type(record).__name__} records are not indexed; indexed kinds: {', '.join(KINDS)}") from None
+    return build(record)

@@ -1,0 +1,604 @@
+"""The Elasticsearch field table: which record field becomes which document field, of which type.
+
+This table is the one place where documents are described. The index
+templates (:func:`index_templates`), the field types Kibana's saved objects
+are checked against (:func:`field_types`) and the documents themselves
+(``streams._documents``) are all generated from it, and a unit test walks the
+pydantic records to prove every record field is either mapped here or listed
+in :data:`EXCLUDED` with the reason.
+
+Naming: the Elastic Common Schema where it has a name (``@timestamp``,
+``orchestrator.cluster.name``, ``kubernetes.namespace``, ``container.name``,
+``event.*``, ``error.*``, ``rule.name``, ``message``) and Metricbeat's
+kubernetes module names for the measurements, *where the unit matches*:
+
+* CPU: records carry cores; Metricbeat's ``cpu.usage.nanocores`` is the same
+  quantity in nanocores, so it is stored as ``round(cores * 1e9)`` (a long) and
+  Kibana's Metricbeat visualisations work unchanged.
+* Shares: Metricbeat's ``*.pct`` fields are fractions (0.5 is half), exactly
+  our ``*_share``; stored as ``double`` (Metricbeat's ``scaled_float`` lives
+  in the mapper-extras module, which a minimal server such as the local
+  stack's lacks). Unlike Metricbeat, a missing limit gives no ``limit.pct``
+  (never a silent fallback to the node).
+* Memory shares are of the working set (what eviction and the OOM killer
+  judge), so they go to Metricbeat's ``memory.workingset.limit.pct``
+  (``memory.working_set.*`` for pods: Metricbeat spells them differently).
+* Network: Metricbeat's ``network.rx.bytes`` is the counter (our
+  ``rx_bytes_total``); our rates have no Metricbeat name and get
+  ``network.rx.bytes_per_s``. Interfaces are summed per pod and per node,
+  as Metricbeat does.
+
+Types are sized to the data: ``long`` for bytes and counters, ``integer``
+for small counts, ``float`` for rates and core amounts (7 significant digits
+is plenty), ``double`` for rollup and anomaly values (any metric, any unit),
+``keyword`` for every identity, ``date`` for every time. The root of every
+index is ``dynamic: strict``: a document with a field this table does not
+know is rejected (and dead-lettered) instead of growing the mapping.
+Free-form label maps (pod labels, node conditions, alert labels and
+annotations) are ``flattened``: one field each, however many keys, so a
+cluster with thousands of distinct label keys cannot explode the mapping;
+their keys are still filterable and aggregatable (``kubernetes.labels.app``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from models.settings import Settings
+
+__all__ = [
+    "Field",
+    "Derived",
+    "KINDS",
+    "METRICSETS",
+    "EXCLUDED",
+    "fields_of",
+    "field_types",
+    "mappings",
+    "component_templates",
+    "index_templates",
+    "template_name",
+    "alias_name",
+]
+
+KINDS: tuple[str, ...] = ("metrics", "events", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
+"""The record kinds that are indexed: one index template, alias and daily index series each."""
+
+METRICSETS: tuple[str, ...] = ("node", "pod", "container", "volume")
+"""A node scrape becomes one metrics document per entity: ``metricset.name`` says which."""
+
+# Elasticsearch field types, named once so the table reads as a table.
+KEYWORD = "keyword"
+LONG = "long"
+INTEGER = "integer"
+SHORT = "short"
+FLOAT = "float"
+DOUBLE = "double"
+SHARE = "share"
+"""A fraction (0.5 is half): ``double``."""
+DATE = "date"
+TEXT = "text"
+FLATTENED = "flattened"
+RAW = "raw"
+"""Kept in ``_source`` only (not searchable): a keyword with ``index: false, doc_values: false``."""
+
+_TYPE_BODY: dict[str, dict[str, Any]] = {
+    KEYWORD: {"type": "keyword", "ignore_above": 1024},
+    LONG: {"type": "long"},
+    INTEGER: {"type": "integer"},
+    SHORT: {"type": "short"},
+    FLOAT: {"type": "float"},
+    DOUBLE: {"type": "double"},
+    SHARE: {"type": "double"},
+    DATE: {"type": "date"},
+    TEXT: {"type": "text"},
+    FLATTENED: {"type": "flattened"},
+    RAW: {"type": "keyword", "index": False, "doc_values": False},
+}
+
+
+def _nano(v: float) -> int:
+    return round(v * 1e9)
+
+
+def _none_if_empty(v: Any) -> Any:
+    return v or None
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A document field fed by a record field.
+
+    ``src`` is the record field's path from the record root, with ``[]``
+    after a list (``pods[].containers[].cpu_cores``). In a metrics table the
+    path may end in a list member (``pods[].network[].rx_bytes_per_s``): the
+    values of that member are summed over the list.
+    """
+
+    es: str
+    type: str
+    src: str
+    convert: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A document field computed from the record (or a constant): ``fn`` gets the build context."""
+
+    es: str
+    type: str
+    fn: Callable[[dict[str, Any]], Any]
+    why: str = ""
+    scope: str = "self"
+    """What the value depends on in a node scrape: ``record`` (the scrape), ``pod`` or ``self`` (the entity).
+    Values of a wider scope are computed once and shared by every document under it."""
+
+
+Entry = Field | Derived
+
+
+def _const(value: Any) -> Callable[[dict[str, Any]], Any]:
+    return lambda ctx: value
+
+
+def _fs(es: str, src: str, *, pct: bool = True) -> list[Entry]:
+    """A filesystem's fields under ``es`` (``kubernetes.volume.fs``) from ``src`` (``pods[].volumes[]``)."""
+    out: list[Entry] = [
+        Field(f"{es}.used.bytes", LONG, f"{src}.used_bytes"),
+        Field(f"{es}.capacity.bytes", LONG, f"{src}.capacity_bytes"),
+        Field(f"{es}.available.bytes", LONG, f"{src}.available_bytes"),
+        Field(f"{es}.inodes.used", LONG, f"{src}.inodes_used"),
+        Field(f"{es}.inodes.count", LONG, f"{src}.inodes"),
+        Field(f"{es}.inodes.free", LONG, f"{src}.inodes_free"),
+    ]
+    if pct:
+        out.append(Derived(f"{es}.used.pct", SHARE, _fs_used_pct(src), "used/capacity, Metricbeat's volume fs.used.pct"))
+    return out
+
+
+def _fs_used_pct(src: str) -> Callable[[dict[str, Any]], Any]:
+    last = src.rsplit(".", 1)[-1].removesuffix("[]")
+
+    def fn(ctx: dict[str, Any]) -> Any:
+        fs = ctx["self"] if src.endswith("[]") else getattr(ctx["self"], last, None)
+        return None if fs is None else fs.used_share
+
+    return fn
+
+
+def _usage(es: str, src: str, *, pod_spelling: bool = False) -> list[Entry]:
+    """CPU and memory usage (records' ``_Usage``) in Metricbeat's names."""
+    ws = "working_set" if pod_spelling else "workingset"
+    pf, mpf = ("page_faults", "major_page_faults") if pod_spelling else ("pagefaults", "majorpagefaults")
+    return [
+        Field(f"{es}.cpu.usage.nanocores", LONG, f"{src}.cpu_cores", _nano),
+        Field(f"{es}.cpu.usage.core.ns", LONG, f"{src}.cpu_usage_seconds_total", _nano),
+        Field(f"{es}.memory.{ws}.bytes", LONG, f"{src}.memory_working_set_bytes"),
+        Field(f"{es}.memory.rss.bytes", LONG, f"{src}.memory_rss_bytes"),
+        Field(f"{es}.memory.usage.bytes", LONG, f"{src}.memory_usage_bytes"),
+        Field(f"{es}.memory.available.bytes", LONG, f"{src}.memory_available_bytes"),
+        Field(f"{es}.memory.{pf}", LONG, f"{src}.memory_page_faults_total"),
+        Field(f"{es}.memory.{mpf}", LONG, f"{src}.memory_major_page_faults_total"),
+    ]
+
+
+def _shares(es: str, src: str, *, pod_spelling: bool = False) -> list[Entry]:
+    ws = "working_set" if pod_spelling else "workingset"
+    return [
+        Field(f"{es}.cpu.usage.request.pct", SHARE, f"{src}.cpu_request_share"),
+        Field(f"{es}.cpu.usage.limit.pct", SHARE, f"{src}.cpu_limit_share"),
+        Field(f"{es}.cpu.usage.node.pct", SHARE, f"{src}.cpu_node_share"),
+        Field(f"{es}.memory.{ws}.request.pct", SHARE, f"{src}.memory_request_share"),
+        Field(f"{es}.memory.{ws}.limit.pct", SHARE, f"{src}.memory_limit_share"),
+        Field(f"{es}.memory.{ws}.node.pct", SHARE, f"{src}.memory_node_share"),
+    ]
+
+
+def _resources(es: str, src: str, which: str) -> list[Entry]:
+    """Requests, limits, allocatable or capacity: ``kubernetes.container.cpu.limit.cores`` (kube-state-metrics names)."""
+    return [
+        Field(f"{es}.cpu.{which}.cores", FLOAT, f"{src}.cpu_cores"),
+        Field(f"{es}.memory.{which}.bytes", LONG, f"{src}.memory_bytes"),
+    ]
+
+
+def _network(es: str, src: str) -> list[Entry]:
+    """Interfaces summed: counters under Metricbeat's names, rates as ``*.bytes_per_s``."""
+    return [
+        Field(f"{es}.network.rx.bytes", LONG, f"{src}.network[].rx_bytes_total"),
+        Field(f"{es}.network.tx.bytes", LONG, f"{src}.network[].tx_bytes_total"),
+        Field(f"{es}.network.rx.errors", LONG, f"{src}.network[].rx_errors_total"),
+        Field(f"{es}.network.tx.errors", LONG, f"{src}.network[].tx_errors_total"),
+        Field(f"{es}.network.rx.bytes_per_s", FLOAT, f"{src}.network[].rx_bytes_per_s"),
+        Field(f"{es}.network.tx.bytes_per_s", FLOAT, f"{src}.network[].tx_bytes_per_s"),
+        Field(f"{es}.network.rx.errors_per_s", FLOAT, f"{src}.network[].rx_errors_per_s"),
+        Field(f"{es}.network.tx.errors_per_s", FLOAT, f"{src}.network[].tx_errors_per_s"),
+    ]
+
+
+def _workload(kind: str) -> Callable[[dict[str, Any]], Any]:
+    def fn(ctx: dict[str, Any]) -> Any:
+        pod = ctx["pod"]
+        return pod.workload_name if pod.workload_kind == kind else None
+
+    return fn
+
+
+def _metricset_common(metricset: str) -> list[Entry]:
+    return [
+        Field("@timestamp", DATE, "timestamp"),
+        Field("orchestrator.cluster.name", KEYWORD, "cluster"),
+        Field("kubernetes.node.name", KEYWORD, "node"),
+        Field("kubepulse.source", KEYWORD, "source"),
+        Derived("metricset.name", KEYWORD, _const(metricset), "node, pod, container or volume: which entity this is", "record"),
+        Derived("event.kind", KEYWORD, _const("metric"), scope="record"),
+        Derived("event.module", KEYWORD, _const("kubernetes"), scope="record"),
+        Derived("event.dataset", KEYWORD, _const(f"kubernetes.{metricset}"), "Metricbeat's dataset names", "record"),
+        Derived("kubepulse.entity", KEYWORD, lambda ctx: ctx["entity"], "the series id prefix: joins to rollups and anomalies"),
+    ]
+
+
+_POD = "pods[]"
+_CONTAINER = "pods[].containers[]"
+_VOLUME = "pods[].volumes[]"
+
+
+def _pod_identity(*, labels: bool = True) -> list[Entry]:
+    out: list[Entry] = [
+        Field("kubernetes.namespace", KEYWORD, f"{_POD}.namespace"),
+        Field("kubernetes.pod.name", KEYWORD, f"{_POD}.name"),
+        Field("kubernetes.pod.uid", KEYWORD, f"{_POD}.uid", _none_if_empty),
+        Field("kubernetes.workload.kind", KEYWORD, f"{_POD}.workload_kind"),
+        Field("kubernetes.workload.name", KEYWORD, f"{_POD}.workload_name"),
+    ]
+    for kind, field in (
+        ("Deployment", "deployment"),
+        ("StatefulSet", "statefulset"),
+        ("DaemonSet", "daemonset"),
+        ("Job", "job"),
+        ("CronJob", "cronjob"),
+    ):
+        out.append(Derived(f"kubernetes.{field}.name", KEYWORD, _workload(kind), "Metricbeat's per-kind owner fields", "pod"))
+    if labels:
+        out.append(Field("kubernetes.labels", FLATTENED, f"{_POD}.labels", _none_if_empty))
+    return out
+
+
+METRICSET_FIELDS: dict[str, list[Entry]] = {
+    "node": [
+        *_metricset_common("node"),
+        *_usage("kubernetes.node", "node_stats"),
+        Field("kubernetes.node.cpu.usage.allocatable.pct", SHARE, "node_stats.cpu_node_share"),
+        Field("kubernetes.node.memory.workingset.allocatable.pct", SHARE, "node_stats.memory_node_share"),
+        *_resources("kubernetes.node", "node_stats.allocatable", "allocatable"),
+        *_resources("kubernetes.node", "node_stats.capacity", "capacity"),
+        *_network("kubernetes.node", "node_stats"),
+        *_fs("kubernetes.node.fs", "node_stats.fs"),
+        *_fs("kubernetes.node.runtime.imagefs", "node_stats.imagefs"),
+        Field("kubernetes.node.conditions", FLATTENED, "node_stats.conditions", _none_if_empty),
+    ],
+    "pod": [
+        *_metricset_common("pod"),
+        *_pod_identity(),
+        Field("kubernetes.pod.status.phase", KEYWORD, f"{_POD}.phase"),
+        *_usage("kubernetes.pod", _POD, pod_spelling=True),
+        *_shares("kubernetes.pod", _POD, pod_spelling=True),
+        *_resources("kubernetes.pod", f"{_POD}.requests", "request"),
+        *_resources("kubernetes.pod", f"{_POD}.limits", "limit"),
+        *_network("kubernetes.pod", _POD),
+        *_fs("kubernetes.pod.ephemeral_storage", f"{_POD}.ephemeral_storage"),
+    ],
+    "container": [
+        *_metricset_common("container"),
+        *_pod_identity(),
+        Field("kubernetes.container.name", KEYWORD, f"{_CONTAINER}.name"),
+        Field("container.name", KEYWORD, f"{_CONTAINER}.name"),
+        *_usage("kubernetes.container", _CONTAINER),
+        *_shares("kubernetes.container", _CONTAINER),
+        *_resources("kubernetes.container", f"{_CONTAINER}.requests", "request"),
+        *_resources("kubernetes.container", f"{_CONTAINER}.limits", "limit"),
+        *_fs("kubernetes.container.rootfs", f"{_CONTAINER}.rootfs"),
+        *_fs("kubernetes.container.logs", f"{_CONTAINER}.logs"),
+        Field("kubernetes.container.status.restarts", INTEGER, f"{_CONTAINER}.restart_count"),
+        Field("kubernetes.container.status.last_terminated_reason", KEYWORD, f"{_CONTAINER}.last_terminated_reason"),
+    ],
+    "volume": [
+        *_metricset_common("volume"),
+        *_pod_identity(),
+        Field("kubernetes.volume.name", KEYWORD, f"{_VOLUME}.name"),
+        Field("kubernetes.persistentvolumeclaim.name", KEYWORD, f"{_VOLUME}.pvc_name"),
+        *_fs("kubernetes.volume.fs", _VOLUME),
+        Derived(
+            "kubernetes.volume.fs.inodes.pct",
+            SHARE,
+            lambda ctx: ctx["self"].inodes_used / ctx["self"].inodes if ctx["self"].inodes and ctx["self"].inodes_used is not None else None,
+            "inodes used / inodes, Metricbeat's volume fs.inodes.pct",
+        ),
+    ],
+}
+"""Metrics documents, per metricset. Paths are from the :class:`~models.records.NodeScrape` root."""
+
+
+def _identity(*, pod: bool = True, workload: bool = True) -> list[Entry]:
+    """Identity of a result record (rollup, anomaly, incident): the series' cluster, node, namespace..."""
+    out: list[Entry] = [
+        Field("orchestrator.cluster.name", KEYWORD, "cluster"),
+        Field("kubernetes.node.name", KEYWORD, "node"),
+        Field("kubernetes.namespace", KEYWORD, "namespace"),
+    ]
+    if workload:
+        out.append(Field("kubernetes.workload.name", KEYWORD, "workload"))
+    if pod:
+        out += [
+            Field("kubernetes.pod.name", KEYWORD, "pod"),
+            Field("kubernetes.container.name", KEYWORD, "container"),
+            Field("container.name", KEYWORD, "container"),
+        ]
+    return out
+
+
+def _event_time(ctx: dict[str, Any]) -> Any:
+    rec = ctx["record"]
+    return rec.last_seen or rec.first_seen
+
+
+def _involved(kind: str) -> Callable[[dict[str, Any]], Any]:
+    def fn(ctx: dict[str, Any]) -> Any:
+        obj = ctx["record"].involved_object
+        return obj.name if obj.kind == kind else None
+
+    return fn
+
+
+def _label(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda ctx: ctx["record"].labels.get(name)
+
+
+KIND_FIELDS: dict[str, list[Entry]] = {
+    "events": [
+        # The event's time is when it was last seen; an Event with neither
+        # time gets the indexing time (see streams._documents).
+        Derived("@timestamp", DATE, _event_time, "last_seen, else first_seen"),
+        Field("orchestrator.cluster.name", KEYWORD, "cluster"),
+        Derived("event.kind", KEYWORD, _const("event")),
+        Derived("event.module", KEYWORD, _const("kubernetes")),
+        Derived("event.dataset", KEYWORD, _const("kubernetes.event")),
+        Field("kubernetes.event.metadata.uid", KEYWORD, "uid"),
+        Field("kubernetes.event.metadata.namespace", KEYWORD, "namespace"),
+        Field("kubernetes.event.metadata.name", KEYWORD, "name"),
+        Field("kubernetes.event.metadata.resource_version", KEYWORD, "resource_version", _none_if_empty),
+        Field("kubernetes.event.reason", KEYWORD, "reason"),
+        Field("kubernetes.event.type", KEYWORD, "type"),
+        Field("message", TEXT, "message", _none_if_empty),
+        Field("kubernetes.event.count", LONG, "count"),
+        Field("kubernetes.event.timestamp.first_occurrence", DATE, "first_seen"),
+        Field("kubernetes.event.timestamp.last_occurrence", DATE, "last_seen"),
+        Field("kubernetes.event.involved_object.kind", KEYWORD, "involved_object.kind"),
+        Field("kubernetes.event.involved_object.name", KEYWORD, "involved_object.name"),
+        Field("kubernetes.event.involved_object.namespace", KEYWORD, "involved_object.namespace"),
+        Field("kubernetes.event.involved_object.uid", KEYWORD, "involved_object.uid"),
+        Field("kubernetes.event.involved_object.field_path", KEYWORD, "involved_object.field_path"),
+        Field("kubernetes.event.source.component", KEYWORD, "source_component"),
+        Field("kubernetes.event.source.host", KEYWORD, "source_host"),
+        Derived(
+            "kubernetes.namespace",
+            KEYWORD,
+            lambda ctx: ctx["record"].involved_object.namespace or ctx["record"].namespace or None,
+            "the involved object's namespace: filters events like metrics",
+        ),
+        Derived("kubernetes.pod.name", KEYWORD, _involved("Pod"), "when the involved object is a Pod"),
+        Derived(
+            "kubernetes.node.name",
+            KEYWORD,
+            lambda ctx: _involved("Node")(ctx) or ctx["record"].source_host,
+            "the involved Node, else the reporting host (kubelet events come from their node)",
+        ),
+    ],
+    "rollups": [
+        Field("@timestamp", DATE, "window_start"),
+        Field("kubepulse.window.end", DATE, "window_end"),
+        Field("kubepulse.window.size", KEYWORD, "window"),
+        Derived("event.kind", KEYWORD, _const("metric")),
+        Derived("event.dataset", KEYWORD, _const("kubepulse.rollup")),
+        Field("kubepulse.series_id", KEYWORD, "series_id"),
+        Field("kubepulse.level", KEYWORD, "level"),
+        Field("kubepulse.metric", KEYWORD, "metric"),
+        *_identity(),
+        Field("kubepulse.rollup.min", DOUBLE, "min"),
+        Field("kubepulse.rollup.max", DOUBLE, "max"),
+        Field("kubepulse.rollup.mean", DOUBLE, "mean"),
+        Field("kubepulse.rollup.last", DOUBLE, "last"),
+        Field("kubepulse.rollup.sum", DOUBLE, "sum"),
+        Field("kubepulse.rollup.count", LONG, "count"),
+    ],
+    "anomalies": [
+        Field("@timestamp", DATE, "timestamp"),
+        Derived("event.kind", KEYWORD, _const("signal")),
+        Derived("event.dataset", KEYWORD, _const("kubepulse.anomaly")),
+        Field("kubepulse.series_id", KEYWORD, "series_id"),
+        Field("kubepulse.metric", KEYWORD, "metric"),
+        *_identity(),
+        Field("kubepulse.anomaly.value", DOUBLE, "value"),
+        Field("kubepulse.anomaly.baseline", DOUBLE, "baseline"),
+        Field("kubepulse.anomaly.score", DOUBLE, "score"),
+        Field("kubepulse.anomaly.threshold", DOUBLE, "threshold"),
+        Field("kubepulse.anomaly.detector", KEYWORD, "detector"),
+    ],
+    "alerts": [
+        Derived(
+            "@timestamp",
+            DATE,
+            lambda ctx: ctx["record"].ends_at if ctx["record"].status == "resolved" else ctx["record"].starts_at,
+            "the transition's time: starts_at when firing, ends_at when resolved",
+        ),
+        Derived("event.kind", KEYWORD, _const("alert")),
+        Derived("event.dataset", KEYWORD, _const("kubepulse.alert")),
+        Field("kubepulse.alert.fingerprint", KEYWORD, "fingerprint"),
+        Field("kubepulse.alert.status", KEYWORD, "status"),
+        Field("kubepulse.alert.labels", FLATTENED, "labels"),
+        Field("kubepulse.alert.annotations", FLATTENED, "annotations", _none_if_empty),
+        Field("kubepulse.alert.starts_at", DATE, "starts_at"),
+        Field("kubepulse.alert.ends_at", DATE, "ends_at"),
+        Field("rule.name", KEYWORD, "rule"),
+        Field("kubepulse.alert.value", DOUBLE, "value"),
+        Field("kubepulse.alert.threshold", DOUBLE, "threshold"),
+        Field("kubepulse.alert.sequence", LONG, "sequence"),
+        Field("kubepulse.alert.generator_url", RAW, "generator_url"),
+        Derived("kubepulse.alert.name", KEYWORD, _label("alertname"), "labels.alertname"),
+        Derived("kubepulse.alert.severity", KEYWORD, _label("severity"), "labels.severity"),
+        Derived("orchestrator.cluster.name", KEYWORD, _label("cluster"), "labels.cluster: filter alerts like metrics"),
+        Derived("kubernetes.namespace", KEYWORD, _label("namespace"), "labels.namespace"),
+        Derived("kubernetes.node.name", KEYWORD, _label("node"), "labels.node"),
+        Derived("kubernetes.pod.name", KEYWORD, _label("pod"), "labels.pod"),
+        Derived("container.name", KEYWORD, _label("container"), "labels.container"),
+    ],
+    "notifications": [
+        Field("@timestamp", DATE, "at"),
+        Derived("event.kind", KEYWORD, _const("event")),
+        Derived("event.dataset", KEYWORD, _const("kubepulse.notification")),
+        Field("kubepulse.notification.id", KEYWORD, "notification_id"),
+        Field("kubepulse.notification.receiver", KEYWORD, "receiver"),
+        Field("kubepulse.notification.integration", KEYWORD, "integration"),
+        Field("kubepulse.notification.group_key", KEYWORD, "group_key"),
+        Field("kubepulse.alert.fingerprint", KEYWORD, "fingerprints"),
+        Field("kubepulse.alert.status", KEYWORD, "status"),
+        Field("kubepulse.notification.attempt", INTEGER, "attempt"),
+        Field("event.outcome", KEYWORD, "outcome"),
+        Field("error.message", TEXT, "error"),
+        Field("http.response.status_code", SHORT, "http_status"),
+    ],
+    "incidents": [
+        Field("@timestamp", DATE, "start"),
+        Field("kubepulse.incident.end", DATE, "end"),
+        Derived("event.kind", KEYWORD, _const("state")),
+        Derived("event.dataset", KEYWORD, _const("kubepulse.incident")),
+        Field("kubepulse.incident.id", KEYWORD, "incident_id"),
+        Field("kubepulse.incident.kind", KEYWORD, "kind"),
+        *_identity(workload=False),
+        Field("kubepulse.incident.metrics", KEYWORD, "metrics", _none_if_empty),
+        Field("kubepulse.incident.seed", LONG, "seed"),
+    ],
+    "deadletter": [
+        Field("@timestamp", DATE, "occurred_at"),
+        Derived("event.kind", KEYWORD, _const("pipeline_error")),
+        Derived("event.dataset", KEYWORD, _const("kubepulse.deadletter")),
+        Field("kubepulse.deadletter.source_topic", KEYWORD, "source_topic"),
+        # Kafka partitions are int32, offsets int64: sized to what Kafka allows.
+        Field("kubepulse.deadletter.partition", INTEGER, "partition"),
+        Field("kubepulse.deadletter.offset", LONG, "offset"),
+        Field("kubepulse.deadletter.key", KEYWORD, "key"),
+        Field("kubepulse.deadletter.stage", KEYWORD, "stage"),
+        Field("error.message", TEXT, "reason"),
+        Field("error.type", KEYWORD, "error_type", _none_if_empty),
+        Field("event.original", RAW, "payload", _none_if_empty),
+    ],
+}
+"""Documents of the other kinds: one per record. Paths are from the record root."""
+
+EXCLUDED: dict[str, dict[str, str]] = {
+    "metrics": {
+        "schema_version": "the envelope's version, not data",
+        "node_stats.network[].name": "interfaces are summed per node, as Metricbeat does",
+        "pods[].network[].name": "interfaces are summed per pod, as Metricbeat does",
+    },
+    "events": {"schema_version": "the envelope's version, not data"},
+    "rollups": {"schema_version": "the envelope's version, not data"},
+    "anomalies": {"schema_version": "the envelope's version, not data"},
+    "alerts": {"schema_version": "the envelope's version, not data"},
+    "notifications": {"schema_version": "the envelope's version, not data"},
+    "incidents": {"schema_version": "the envelope's version, not data"},
+    "deadletter": {"schema_version": "the envelope's version, not data"},
+}
+"""Record fields deliberately not indexed, with the reason (checked by the unit tests)."""
+
+
+def fields_of(kind: str) -> list[Entry]:
+    """Every table entry of ``kind`` (all metricsets for ``metrics``)."""
+    if kind == "metrics":
+        return [e for ms in METRICSETS for e in METRICSET_FIELDS[ms]]
+    try:
+        return KIND_FIELDS[kind]
+    except KeyError:
+        raise KeyError(f"no index kind {kind!r}; known: {', '.join(KINDS)}") from None
+
+
+def field_types(kind: str) -> dict[str, str]:
+    """Document field path to its Elasticsearch type, for ``kind``.
+
+    >>> field_types("metrics")["kubernetes.container.cpu.usage.nanocores"]
+    'long'
+    >>> field_types("alerts")["kubepulse.alert.labels"]
+    'flattened'
+    """
+    out: dict[str, str] = {}
+    for e in fields_of(kind):
+        es_type = _TYPE_BODY[e.type]["type"]
+        if out.setdefault(e.es, es_type) != es_type:
+            raise AssertionError(f"{kind}: {e.es} is declared as {out[e.es]} and {es_type}")
+    return out
+
+
+def mappings(kind: str) -> dict[str, Any]:
+    """The ``mappings`` body of ``kind``'s index template: nested objects, ``dynamic: strict``."""
+    props: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for e in fields_of(kind):
+        if e.es in seen:
+            continue
+        seen[e.es] = e.type
+        node = props
+        *parents, leaf = e.es.split(".")
+        for p in parents:
+            node = node.setdefault(p, {"properties": {}})["properties"]
+        node[leaf] = dict(_TYPE_BODY[e.type])
+    return {"dynamic": "strict", "_source": {"enabled": True}, "properties": props}
+
+
+def template_name(settings: Settings, kind: str) -> str:
+    return f"{settings.elasticsearch.index_prefix}-{kind}"
+
+
+def alias_name(settings: Settings, kind: str) -> str:
+    """The alias every daily index of ``kind`` joins: what queries and Kibana data views use."""
+    return f"{settings.elasticsearch.index_prefix}-{kind}"
+
+
+def component_templates(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Component templates shared by every kind: index settings (shards, replicas, ILM)."""
+    es = settings.elasticsearch
+    index_settings: dict[str, Any] = {
+        "number_of_shards": es.number_of_shards,
+        "number_of_replicas": es.number_of_replicas,
+    }
+    if es.ilm_policy:
+        index_settings["lifecycle"] = {"name": es.ilm_policy}
+    return {
+        f"{es.index_prefix}-settings": {
+            "template": {"settings": {"index": index_settings}},
+            "_meta": {"managed_by": "kubepulse", "description": "kubepulse index settings"},
+        }
+    }
+
+
+def index_templates(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Kind to the body of its composable index template (``PUT _index_template/<prefix>-<kind>``).
+
+    >>> from models.settings import load_settings
+    >>> t = index_templates(load_settings(elasticsearch={"index_prefix": "kp"}))["rollups"]
+    >>> t["index_patterns"], list(t["template"]["aliases"])
+    (['kp-rollups-*'], ['kp-rollups'])
+    """
+    prefix = settings.elasticsearch.index_prefix
+    out: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        out[kind] = {
+            "index_patterns": [f"{prefix}-{kind}-*"],
+            # Above the built-in templates (priority 100 for logs-*-*, metrics-*-*) so ours always wins.
+            "priority": 200,
+            "composed_of": list(component_templates(settings)),
+            "template": {"mappings": mappings(kind), "aliases": {alias_name(settings, kind): {}}},
+            "_meta": {"managed_by": "kubepulse", "kind": kind},
+        }
+    return out
