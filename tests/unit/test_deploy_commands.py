@@ -20,7 +20,7 @@ def _deploy_commands() -> dict[str, list[str]]:
     for name, svc in compose["services"].items():
         if svc["image"].startswith("kubepulse:"):
             found[f"compose {name}"] = list(svc["command"])
-    for target in ("deploy/kubernetes", "deploy/kubernetes/overlays/remote-clusters"):
+    for target in ("deploy/kubernetes", "deploy/kubernetes/overlays/remote-clusters", "deploy/kubernetes/overlays/kibana"):
         out = subprocess.run(
             [str(ROOT / "deploy" / "kustomize.sh"), "build", target], cwd=ROOT, capture_output=True, text=True, check=True, timeout=900
         ).stdout
@@ -45,6 +45,11 @@ def _problem(argv: list[str]) -> str | None:
 def test_every_command_the_deploy_files_run_exists_and_accepts_its_options() -> None:
     commands = _deploy_commands()
     runs = {" ".join(argv) for argv in commands.values()}
-    assert {"simulate", "collect", "worker", "es setup", "topics create", "kibana provision --url http://kibana:5601"} <= runs
+    assert {"simulate", "collect", "worker", "es index", "es setup", "topics create",
+            "kibana provision --url http://kibana:5601"} <= runs
+    assert commands["compose indexer"] == ["es", "index"]
+    assert commands["deploy/kubernetes kubepulse-indexer/indexer"] == ["es", "index"]
+    assert [argv for where, argv in commands.items() if where.endswith("kubepulse-kibana-provision/kibana-provision")][0][:2] == [
+        "kibana", "provision"]
     problems = {where: p for where, argv in commands.items() if (p := _problem(argv))}
     assert not problems, "\n".join(f"{where}: {p}" for where, p in sorted(problems.items()))

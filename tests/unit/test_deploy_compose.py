@@ -24,7 +24,7 @@ from models.settings import Settings, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 KUBEPULSE_IMAGE = "kubepulse:"
 ONE_SHOTS = {"setup-elasticsearch", "setup-topics", "kibana-provision"}
-LONG_RUNNING = {"kafka", "elasticsearch", "kibana", "mailpit", "collector", "collector-real", "worker"}
+LONG_RUNNING = {"kafka", "elasticsearch", "kibana", "mailpit", "collector", "collector-real", "worker", "indexer"}
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +86,8 @@ def test_every_service_is_health_checked_or_a_one_shot_that_others_wait_for(serv
     for name in ONE_SHOTS:
         assert services[name]["restart"] == "no", name
         assert services[name]["depends_on"], f"{name} starts before what it sets up"
-    assert completed_by["setup-topics"] >= {"collector", "collector-real", "worker"}
-    assert completed_by["setup-elasticsearch"] >= {"worker", "kibana-provision"}
+    assert completed_by["setup-topics"] >= {"collector", "collector-real", "worker", "indexer"}
+    assert completed_by["setup-elasticsearch"] >= {"worker", "indexer", "kibana-provision"}
 
 
 def _start_order(services: dict[str, dict[str, Any]]) -> list[str]:
@@ -118,11 +118,12 @@ def test_compose_comes_up_in_order(services: dict[str, dict[str, Any]]) -> None:
     assert before("elasticsearch", "setup-elasticsearch") and before("setup-elasticsearch", "worker")
     assert before("kibana", "kibana-provision") and before("elasticsearch", "kibana")
     assert before("mailpit", "worker")
+    assert before("setup-topics", "indexer") and before("setup-elasticsearch", "indexer")
 
 
 def test_kubepulse_services_share_the_hardening_of_the_kubernetes_manifests(services: dict[str, dict[str, Any]]) -> None:
     ours = {n: s for n, s in services.items() if s["image"].startswith(KUBEPULSE_IMAGE)}
-    assert set(ours) == ONE_SHOTS | {"collector", "collector-real", "worker"}
+    assert set(ours) == ONE_SHOTS | {"collector", "collector-real", "worker", "indexer"}
     for name, svc in ours.items():
         assert svc["user"] == "10001:10001" and svc["read_only"] is True, name
         assert svc["cap_drop"] == ["ALL"] and "no-new-privileges:true" in svc["security_opt"], name
@@ -137,6 +138,11 @@ def test_kubepulse_services_share_the_hardening_of_the_kubernetes_manifests(serv
     assert services["collector-real"]["profiles"] == ["real-clusters"]
     assert services["worker"]["command"] == ["worker"] and services["worker"]["deploy"]["replicas"] == 2
     assert services["kibana-provision"]["command"] == ["kibana", "provision", "--url", "http://kibana:5601"]
+    indexer = services["indexer"]
+    assert indexer["command"] == ["es", "index"] and indexer["restart"] == "unless-stopped"
+    # The same environment and health check as the workers (so the same Kafka, Elasticsearch and port).
+    assert indexer["environment"] == services["worker"]["environment"]
+    assert indexer["healthcheck"] == services["worker"]["healthcheck"]
 
 
 def _compose_env_settings(svc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -215,6 +221,11 @@ def test_compose_go_loads_and_normalises_the_file_like_docker_compose_config() -
     assert worker["depends_on"]["setup-topics"]["condition"] == "service_completed_successfully"
     assert worker["read_only"] is True and worker["user"] == "10001:10001"  # the merge keys were applied
     assert worker["healthcheck"]["start_period"] == "1m0s"
+    indexer = project["services"]["indexer"]
+    assert indexer["command"] == ["es", "index"] and indexer["read_only"] is True
+    assert {d: c["condition"] for d, c in indexer["depends_on"].items()} == {
+        "setup-topics": "service_completed_successfully", "setup-elasticsearch": "service_completed_successfully"}
+    assert indexer["healthcheck"]["test"] == worker["healthcheck"]["test"]
     kibana_job = project["services"]["kibana-provision"]
     assert kibana_job["healthcheck"]["disable"] is True and kibana_job["restart"] == "no"
 

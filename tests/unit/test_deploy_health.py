@@ -147,5 +147,5 @@ def test_the_compose_healthcheck_is_the_image_healthcheck() -> None:
     import yaml
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    for name in ("collector", "collector-real", "worker"):
+    for name in ("collector", "collector-real", "worker", "indexer"):
         assert compose["services"][name]["healthcheck"]["test"] == ["CMD", *_dockerfile_healthcheck()], name

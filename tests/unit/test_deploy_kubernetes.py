@@ -21,6 +21,7 @@ TARGETS = {
     "base": "deploy/kubernetes",
     "remote-clusters": "deploy/kubernetes/overlays/remote-clusters",
     "cluster-access": "deploy/kubernetes/cluster-access",
+    "kibana": "deploy/kubernetes/overlays/kibana",
 }
 READ_VERBS = {"get", "list", "watch"}
 WORKLOADS = {"Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob"}
@@ -93,6 +94,9 @@ def test_every_rendered_object_parses_into_the_typed_client_models_with_no_unkno
         "remote-clusters": {"Namespace", "ServiceAccount", "ConfigMap", "Service", "Deployment",
                             "PodDisruptionBudget", "Job"},
         "cluster-access": {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Secret"},
+        # The base plus one Job and its ConfigMap: no new kind.
+        "kibana": {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Service",
+                   "Deployment", "PodDisruptionBudget", "Job"},
     }[target]
     assert kinds == expected
 
@@ -121,8 +125,9 @@ def test_no_rbac_rule_anywhere_grants_a_write_verb_a_wildcard_or_secrets(rendere
     assert not [o for o in rendered[target] if o["kind"] in ("Role", "RoleBinding")]
 
 
-def test_only_the_collector_gets_a_token_and_a_binding(rendered: dict[str, list[Obj]]) -> None:
-    objs = rendered["base"]
+@pytest.mark.parametrize("target", ["base", "kibana"])
+def test_only_the_collector_gets_a_token_and_a_binding(rendered: dict[str, list[Obj]], target: str) -> None:
+    objs = rendered[target]
     binding = _one(objs, "ClusterRoleBinding", "kubepulse-collector")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubepulse-collector"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kubepulse-collector", "namespace": "kubepulse"}]
@@ -138,12 +143,16 @@ def test_only_the_collector_gets_a_token_and_a_binding(rendered: dict[str, list[
             assert spec.get("serviceAccountName") != "kubepulse-collector"
 
 
-@pytest.mark.parametrize("target", ["base", "remote-clusters"])
+BASE_WORKLOADS = {"kubepulse-collector", "kubepulse-worker", "kubepulse-indexer", "kubepulse-setup"}
+
+
+@pytest.mark.parametrize("target", ["base", "remote-clusters", "kibana"])
 def test_every_container_runs_non_root_read_only_without_capabilities_and_with_limits(
     rendered: dict[str, list[Obj]], target: str
 ) -> None:
     workloads = [o for o in rendered[target] if o["kind"] in WORKLOADS]
-    assert {o["metadata"]["name"] for o in workloads} == {"kubepulse-collector", "kubepulse-worker", "kubepulse-setup"}
+    extra = {"kibana": {"kubepulse-kibana-provision"}}.get(target, set())
+    assert {o["metadata"]["name"] for o in workloads} == BASE_WORKLOADS | extra
     for obj in workloads:
         spec = _pod_spec(obj)
         pod_sc = spec["securityContext"]
@@ -166,7 +175,7 @@ def test_every_container_runs_non_root_read_only_without_capabilities_and_with_l
 
 def test_long_running_containers_probe_healthz_and_readyz_on_the_settings_port(rendered: dict[str, list[Obj]]) -> None:
     port = Settings.model_fields["http_port"].default
-    for name in ("kubepulse-collector", "kubepulse-worker"):
+    for name in ("kubepulse-collector", "kubepulse-worker", "kubepulse-indexer"):
         (c,) = _containers(_one(rendered["base"], "Deployment", name))
         assert c["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -191,9 +200,38 @@ def test_collector_is_one_replica_recreated_and_workers_fit_the_partitions(rende
     partitions = config["kafka"]["topic_partitions"]
     surge = worker["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
     assert 2 <= worker["spec"]["replicas"] and worker["spec"]["replicas"] + surge <= partitions
-    pdb = _one(objs, "PodDisruptionBudget", "kubepulse-worker")
-    assert pdb["spec"]["selector"]["matchLabels"] == worker["spec"]["selector"]["matchLabels"]
-    assert pdb["spec"]["maxUnavailable"] < worker["spec"]["replicas"]
+    # The indexer is a consumer group of its own on the same partitions: the same ceiling, apart.
+    indexer = _one(objs, "Deployment", "kubepulse-indexer")
+    surge = indexer["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    assert 1 <= indexer["spec"]["replicas"] <= 2 and indexer["spec"]["replicas"] + surge <= partitions
+    assert indexer["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    for deployment in (worker, indexer):
+        name = deployment["metadata"]["name"]
+        pdb = _one(objs, "PodDisruptionBudget", name)
+        assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"], name
+        assert pdb["spec"]["maxUnavailable"] < deployment["spec"]["replicas"], name
+    # Neither selector picks up the other's pods (a PDB or rollout over both would be wrong).
+    worker_labels = worker["spec"]["template"]["metadata"]["labels"]
+    indexer_labels = indexer["spec"]["template"]["metadata"]["labels"]
+    assert not all(worker_labels.get(k) == v for k, v in indexer["spec"]["selector"]["matchLabels"].items())
+    assert not all(indexer_labels.get(k) == v for k, v in worker["spec"]["selector"]["matchLabels"].items())
+
+
+def test_the_indexer_gets_the_kafka_and_elasticsearch_secrets_and_no_notifier_keys(rendered: dict[str, list[Obj]]) -> None:
+    indexer = _one(rendered["base"], "Deployment", "kubepulse-indexer")
+    (c,) = _containers(indexer)
+    assert c["args"] == ["es", "index"]
+    env = _env(c)
+    assert {"KUBEPULSE_KAFKA__SASL_USERNAME", "KUBEPULSE_KAFKA__SASL_PASSWORD", "KUBEPULSE_ELASTICSEARCH__API_KEY",
+            "KUBEPULSE_ELASTICSEARCH__USERNAME", "KUBEPULSE_ELASTICSEARCH__PASSWORD"} <= set(env)
+    assert not [name for name in env if name.startswith("KUBEPULSE_ALERTING__")]  # it sends no page
+    spec = _pod_spec(indexer)
+    assert spec["serviceAccountName"] == "kubepulse-indexer"
+    assert _one(rendered["base"], "ServiceAccount", "kubepulse-indexer")["automountServiceAccountToken"] is False
+    # Behind the metrics Service, like the workers: its /metrics has the kubepulse_indexing_* counters.
+    service = _one(rendered["base"], "Service", "kubepulse-metrics")
+    labels = indexer["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
 
 
 def _one_config_map(objs: list[Obj]) -> Obj:
@@ -227,7 +265,23 @@ def test_the_config_map_holds_settings_and_alerting_that_load(rendered: dict[str
             assert {m["mountPath"]: m["name"] for m in c["volumeMounts"]}["/etc/kubepulse"] == "config"
 
 
-@pytest.mark.parametrize("target", ["base", "remote-clusters"])
+def _cli_envvars(argv: list[str]) -> set[str]:
+    """The environment variables the options of the kubepulse command ``argv`` read (click's ``envvar``)."""
+    import typer
+
+    from kubepulse.cli import app
+
+    # Duck-typed: typer's groups are not instances of the installed click's Group.
+    command: Any = typer.main.get_command(app)
+    for word in argv:
+        subcommands = getattr(command, "commands", {})
+        if word not in subcommands:
+            break
+        command = subcommands[word]
+    return {p.envvar for p in command.params if isinstance(p.envvar, str)}
+
+
+@pytest.mark.parametrize("target", ["base", "remote-clusters", "kibana"])
 def test_every_variable_names_a_settings_field_and_every_secret_is_optional(
     rendered: dict[str, list[Obj]], target: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -236,8 +290,11 @@ def test_every_variable_names_a_settings_field_and_every_secret_is_optional(
         if obj["kind"] not in WORKLOADS:
             continue
         for c in _containers(obj):
+            options = _cli_envvars(c["args"])
             for name, e in _env(c).items():
-                assert _settings_field_exists(name), f"{obj['metadata']['name']}/{c['name']}: {name} is no Settings field"
+                assert _settings_field_exists(name) or name in options, (
+                    f"{obj['metadata']['name']}/{c['name']}: {name} is no Settings field nor an option of `{' '.join(c['args'])}`"
+                )
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     assert ref["name"] == "kubepulse-secrets" and ref["optional"] is True, (name, ref)
@@ -294,3 +351,47 @@ def test_the_namespace_enforces_the_restricted_pod_security_standard(rendered: d
     ns = _one(rendered["base"], "Namespace", "kubepulse")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert all(o["metadata"].get("namespace", "kubepulse") == "kubepulse" for o in rendered["base"])
+
+
+def test_base_needs_no_kibana_and_the_kibana_overlay_adds_only_the_provision_job(rendered: dict[str, list[Obj]]) -> None:
+    def ids(objs: list[Obj]) -> set[tuple[str, str]]:
+        # ConfigMap names carry a content hash; compare them without it.
+        return {(o["kind"], o["metadata"]["name"].rsplit("-", 1)[0] if o["kind"] == "ConfigMap" else o["metadata"]["name"])
+                for o in objs}
+
+    assert not [o for o in rendered["base"] if "kibana" in o["metadata"]["name"]]
+    assert ids(rendered["kibana"]) - ids(rendered["base"]) == {("Job", "kubepulse-kibana-provision"), ("ConfigMap", "kubepulse-kibana")}
+    # The component sets its own namespace: the base's reaches only the base's objects.
+    for o in rendered["kibana"]:
+        if "kibana" in o["metadata"]["name"]:
+            assert o["metadata"]["namespace"] == "kubepulse", o["metadata"]["name"]
+
+
+def test_the_kibana_provision_job_passes_the_overlays_url_and_optional_credentials(rendered: dict[str, list[Obj]]) -> None:
+    objs = rendered["kibana"]
+    job = _one(objs, "Job", "kubepulse-kibana-provision")
+    (c,) = _containers(job)
+    assert c["args"][:3] == ["kibana", "provision", "--url"]
+    env = _env(c)
+    # Kubernetes expands $(NAME) in args only for a variable of the container itself.
+    var = c["args"][3]
+    assert var.startswith("$(") and var.endswith(")") and var[2:-1] in env
+    ref = env[var[2:-1]]["valueFrom"]["configMapKeyRef"]
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ref["name"]]
+    assert cm["metadata"]["name"].startswith("kubepulse-kibana-")  # the generated, hashed name
+    overlay = yaml.safe_load((ROOT / TARGETS["kibana"] / "kustomization.yaml").read_text())
+    (patch,) = [yaml.safe_load(p["patch"]) for p in overlay["patches"] if "kubepulse-kibana" in p["patch"]]
+    assert cm["data"][ref["key"]] == patch["data"]["url"]  # the overlay's patch won over the component's default
+    assert "optional" not in ref  # no URL, no provisioning: the pod must not start with a blank --url
+    # Credentials: exactly the variables the command's options read, each an optional Secret key.
+    options = _cli_envvars(c["args"])
+    secrets = {n: e["valueFrom"]["secretKeyRef"] for n, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})}
+    assert set(secrets) == options == {"KUBEPULSE_KIBANA_API_KEY", "KUBEPULSE_KIBANA_USER", "KUBEPULSE_KIBANA_PASSWORD"}
+    assert all(r["name"] == "kubepulse-secrets" and r["optional"] is True for r in secrets.values())
+    # A one-shot like the setup Job: no server, no token, not behind the metrics Service.
+    assert env["KUBEPULSE_HTTP_PORT"]["value"] == "0"
+    spec = _pod_spec(job)
+    assert spec["automountServiceAccountToken"] is False and spec["restartPolicy"] == "OnFailure"
+    service = _one(objs, "Service", "kubepulse-metrics")
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
