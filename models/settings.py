@@ -167,12 +167,12 @@ class StreamsSettings(_Group):
     window_grace_s: float = Field(30.0, ge=0)
     """How late (event time) a sample may arrive and still be folded into its window."""
     detector: str = "default"
-    anomaly_threshold: float = Field(4.0, gt=0)
+    anomaly_threshold: float = Field(4.5, gt=0)
     """Score above which a point is published as an anomaly (see the detector docs for the scale).
 
-    4.0 suits the default ``seasonal_lik`` (about 0.1 false alarms per series-day on the
-    simulated fleet, every incident found); NAB's cost profile is optimal near 2.4; use
-    about 6 with ``seasonal_z``."""
+    4.5 suits the default ``seasonal_ctx`` (about 0.1 false alarms per series-day on the
+    simulated fleet, every incident found; 4.0 does the same for ``seasonal_lik``); NAB's
+    cost profiles are optimal near 2.5; use about 6 with ``seasonal_z``."""
     rules_files: list[Path] = Field(default_factory=list)
     """Rule files; empty means the default rule pack shipped with kubepulse."""
     use_default_rules: bool = True
@@ -192,11 +192,38 @@ class StreamsSettings(_Group):
     )
     """Metrics that get an anomaly detector: a full name (``pod.cpu_cores``) or a field name matching
     every entity (``cpu_cores``). Counters (``*_total``) and capacities are pointless to score."""
+    windowed_metrics: list[str] = Field(
+        default_factory=lambda: [
+            "cpu_cores",
+            "memory_working_set_bytes",
+            "memory_available_bytes",
+            "cpu_request_share",
+            "cpu_limit_share",
+            "cpu_node_share",
+            "memory_request_share",
+            "memory_limit_share",
+            "memory_node_share",
+            "rx_bytes_per_s",
+            "tx_bytes_per_s",
+            "rx_errors_per_s",
+            "tx_errors_per_s",
+            "used_bytes",
+            "used_share",
+            "inodes_used_share",
+        ]
+    )
+    """Metrics that get 1m/5m rollups on kubepulse.rollups.v1, named as in ``scored_metrics`` (the node,
+    namespace and workload sums of pod usage always do). Usage, shares, rates and used space: each
+    rollup is a Kafka record per series per window, so counters, capacities and near-duplicates
+    (RSS, usage, inodes used, available bytes) are left to the raw metrics index."""
     checkpoint_interval_s: float = Field(2.0, gt=0)
     """How often a worker writes the state of the nodes it changed to the table (changelog) and
     commits their offsets; a restart replays at most this much input (wall-clock seconds)."""
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     """Faust's guarantee; alert transitions are published exactly once either way (see streams/app.py)."""
+    dispatch_alerts: bool = True
+    """Run the alert dispatcher (routes, grouping, receivers of ``alerting``) inside each worker; off when
+    ``kubepulse alerting run`` runs it as its own process. One worker of the group dispatches at a time."""
 
 
 class AlertingSettings(_Group):

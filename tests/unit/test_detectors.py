@@ -14,6 +14,7 @@ from river import base
 from models.detectors import (
     DEFAULT_DETECTOR,
     DETECTORS,
+    ContextLikelihood,
     EWMAZScore,
     SeasonalLikelihood,
     SeasonalZScore,
@@ -359,3 +360,62 @@ def test_likelihood_learning_without_scoring_gives_the_same_state_as_scoring_fir
     for i, v in enumerate(series):
         b.learn_one({"value": v}, t=i * STEP)
     assert pickle.dumps(a) == pickle.dumps(b)
+
+
+def test_default_detector_is_the_context_likelihood_ensemble():
+    assert DEFAULT_DETECTOR == "seasonal_ctx"
+    assert isinstance(make_detector(), ContextLikelihood)
+
+
+def test_context_novelty_reports_familiar_values_in_a_new_order_before_point_surprise_does():
+    # A sawtooth 0..5 that starts jumping 5, 0, 5, 0: no value is new, only their order.
+    series = [float(i % 6) for i in range(3000)] + [5.0, 0.0] * 20
+    ctx, lik = run(ContextLikelihood(), series), run(SeasonalLikelihood(), series)
+    first = lambda scores: next(i for i, s in enumerate(scores[3000:]) if s > LIK)
+    assert max(ctx[:3000]) < LIK
+    assert first(ctx) <= 2 and first(lik) >= 8
+
+
+def test_context_novelty_costs_steady_noise_only_a_little_margin_under_the_alert_threshold():
+    # White noise visits every context early on; later new ones are rare, so the
+    # novelty channel lifts the noise's highest score a little, not to an alarm at
+    # the streams' default threshold of 4.
+    values = noise(20000, seed=12)
+    with_novelty = max(run(ContextLikelihood(), values)[500:])
+    without = max(run(ContextLikelihood(novelty_weight=0.0), values)[500:])
+    assert without == pytest.approx(max(run(SeasonalLikelihood(), values)[500:]))
+    assert without <= with_novelty < without + 1.0 < 4.0
+
+
+def test_context_likelihood_reports_a_level_shift_at_once_and_its_continuation_only_faintly():
+    det = ContextLikelihood()
+    before = run(det, noise(3000, level=100.0))
+    after = run(det, noise(3000, level=110.0, seed=8), t0=3000 * STEP)
+    assert max(before[100:]) < LIK < max(after[:3])
+    onset = next(i for i, s in enumerate(after) if s > 4.0)
+    assert onset <= 3
+    # The new level's contexts trickle in as the range widens: faint reports,
+    # below the onset and under the alert threshold.
+    assert max(after[onset + 10:]) < 4.0 < max(after[:10])
+    assert abs(det.baseline - 110.0) < 1.0
+
+
+def test_context_likelihood_learning_without_scoring_gives_the_same_state_as_scoring_first():
+    series = daily(3000) + [200.0] * 3 + daily(500, seed=4)
+    a, b = ContextLikelihood(), ContextLikelihood()
+    run(a, series)
+    for i, v in enumerate(series):
+        b.learn_one({"value": v}, t=i * STEP)
+    assert pickle.dumps(a) == pickle.dumps(b)
+
+
+def test_context_likelihood_rejects_a_context_space_too_big_for_its_state():
+    with pytest.raises(ValueError, match="levels \\*\\* context"):
+        ContextLikelihood(levels=10, context=4)
+
+
+def test_context_likelihood_with_no_warm_up_learns_its_range_from_the_first_sample():
+    det = ContextLikelihood(warmup=0)
+    scores = run(det, noise(2000) + [130.0] * 5)
+    assert all(math.isfinite(s) for s in scores)
+    assert det._lo < 97.0 and det._hi >= 130.0
