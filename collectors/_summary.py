@@ -200,10 +200,10 @@ def _summary_dict(summary: Any, *, cluster: str, node: NodeInfo, pods: dict[tupl
     ns = summary["node"]
     node_start = ns.get("startTime") or ""
     sample = _node_sample(node)
-    sample.update(_usage(ns, counters, ("n",), node_start))
+    sample.update(_usage(ns, counters, ("n", node.name), node_start))
     sample["cpu_node_share"] = _share(sample.get("cpu_cores"), node.allocatable_cpu)
     sample["memory_node_share"] = _share(sample.get("memory_working_set_bytes"), node.allocatable_memory)
-    sample["network"] = _interfaces(ns.get("network"), counters, ("n",), node_start)
+    sample["network"] = _interfaces(ns.get("network"), counters, ("n", node.name), node_start)
     sample["fs"] = _fs(ns.get("fs"))
     sample["imagefs"] = _fs((ns.get("runtime") or {}).get("imageFs"))
     cpu_time = _ts((ns.get("cpu") or {}).get("time"))
