@@ -68,14 +68,20 @@ def topics_create(
 def worker(
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (else $KUBEPULSE_CONFIG).")] = None,
 ) -> None:
-    """Run a stream worker: windows, anomaly scores and rules (Faust), until SIGTERM."""
+    """Run a stream worker: windows, anomaly scores, rules and alert dispatch (Faust), until SIGTERM."""
     import faust
 
     from streams.app import create_app
 
+    from streams.alerting import AlertingConfigError
+
     settings = _settings(config)
     asyncio.run(create_topics(settings))
-    app = create_app(settings)  # type: ignore[arg-type]
+    try:
+        app = create_app(settings)  # type: ignore[arg-type]
+    except AlertingConfigError as exc:  # the dispatcher runs in the worker: its config is checked at start
+        typer.echo(f"alerting configuration: {exc}", err=True)
+        raise typer.Exit(2) from exc
     level = settings.log_level.lower()  # type: ignore[attr-defined]
     from kubepulse._health import start_health_server
 

@@ -60,6 +60,58 @@ class Worker:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+async def metrics_assignment(settings: Settings) -> list[set[int]]:
+    """The kubepulse.metrics.v1 partitions each member of the worker group holds now (one set per member)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    from streams.topics import METRICS
+
+    topic = METRICS.named(settings.kafka.topic_prefix)
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        [resp] = await admin.describe_consumer_groups([settings.kafka.consumer_group])
+        group = resp.to_object()["groups"][0]
+        if group["state"] != "Stable":
+            return []
+        out = []
+        for member in group["members"]:
+            assignment = ConsumerProtocolMemberAssignment.decode(member["member_assignment"])
+            out.append({tp.partition for tp in assignment.partitions() if tp.topic == topic})
+        return out
+    finally:
+        await admin.close()
+
+
+async def committed_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """Partition → offset the worker group has committed on ``topic``."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.kafka.consumer_group)
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    finally:
+        await admin.close()
+
+
+async def wait_for(check, *, timeout: float, what: str):  # noqa: ANN001, ANN201 - any awaitable predicate
+    """Poll ``await check()`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {got!r})")
+        await asyncio.sleep(0.3)
+
+
 async def read_until(settings: Settings, topic: str, done, *, timeout: float = 60.0) -> list[tuple[str | None, bytes]]:
     """Read ``topic`` from the beginning (read_committed) until ``done(messages)`` is true or ``timeout`` passes."""
     import asyncio

@@ -11,11 +11,11 @@ import pytest
 
 from kubepulse._cli_streams import create_topics
 from models.codec import decode
-from models.records import ContainerSample, DeadLetter, NodeSample, NodeScrape, PodSample, Rollup
+from models.records import ContainerSample, DeadLetter, KubeEvent, NodeSample, NodeScrape, ObjectRef, PodSample, Rollup
 from models.settings import Settings
-from streams.topics import DEADLETTER, METRICS, ROLLUPS
+from streams.topics import DEADLETTER, EVENTS, METRICS, ROLLUPS
 from tests.kafkautil import consume, produce
-from tests.streamsutil import Worker, read_until
+from tests.streamsutil import Worker, read_until, wait_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -92,3 +92,31 @@ async def test_malformed_scrape_goes_to_the_dead_letter_topic_and_the_next_good_
 
     got = await read_until(settings, ROLLUPS.named(prefix), lambda m: bool(minute1(m)), timeout=30)
     assert [r.mean for r in minute1(got)] == [3.0]
+
+
+async def test_the_worker_dispatches_its_own_alerts_to_the_default_console_receiver(
+    stack: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    rules = Path(__file__).parent / "data" / "streams_rules.yaml"
+    settings.kafka.topic_partitions = 2
+    await create_topics(settings)
+    notifications = tmp_path / "notifications.jsonl"
+    # No alerting config: the console receiver, which also appends Alertmanager's webhook JSON to this file.
+    w = Worker(settings, tmp_path / "worker.log", KUBEPULSE_STREAMS__RULES_FILES=f'["{rules}"]',
+               KUBEPULSE_ALERTING__NOTIFICATIONS_FILE=str(notifications))
+    try:
+        ev = KubeEvent(cluster="c1", uid="ev-9", namespace="shop", name="cart-9.1", reason="OOMKilled", type="Warning",
+                       message="Container cart was OOM-killed", last_seen=T0,
+                       involved_object=ObjectRef(kind="Pod", name="cart-9", namespace="shop"))
+        await produce(settings, EVENTS.named(settings.kafka.topic_prefix), [(ev.key, ev)])
+
+        async def notified() -> list[dict]:
+            return [orjson.loads(line) for line in notifications.read_text().splitlines()] if notifications.exists() else []
+
+        lines = await wait_for(notified, timeout=60, what=f"a notification in {notifications}; worker log:\n{w.log()}")
+    finally:
+        w.stop()
+    [body] = lines
+    assert body["status"] == "firing"
+    assert [(a["labels"]["alertname"], a["labels"]["pod"], a["status"]) for a in body["alerts"]] == [
+        ("ContainerOOMKilled", "cart-9", "firing")]
