@@ -168,6 +168,9 @@ def plan_demo(
         # Every long-running command serves /healthz on http_port: 0 (off) so four of them and
         # whatever else runs on this machine never fight over a port.
         "KUBEPULSE_HTTP_PORT": "0",
+        # The dispatcher runs as its own process here (its lag is part of the drain), so the
+        # worker does not run a second, standby one.
+        "KUBEPULSE_STREAMS__DISPATCH_ALERTS": "false",
     }
     alerting_file = _alerting_config(base, workdir)
     if alerting_file is not None:
