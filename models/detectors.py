@@ -15,12 +15,23 @@ is not learned, so one bad scrape cannot poison a baseline.
 A detector's whole state pickles into well under 1 KiB (``pickle.dumps(det)``
 is what the Faust table stores): the classes keep their state in
 ``__slots__`` and pickle a flat tuple of floats.
+
+Speed: the streams call ``score_one`` then ``learn_one`` for every series at
+every scrape, so both are written for CPython's interpreter (the budget is
+300k samples per CPU-second for the default detector; ``python
+bench/detector.py --micro`` measures it).  ``score_one`` keeps what it
+computed in a memo that ``learn_one`` reuses when it gets the same value and
+time; hot paths use locals, ``math.floor`` rather than ``int()``, and
+precomputed sample counts after which a learning rate is constant.  None of
+this changes a result: ``tests/unit/data/detector_scores.json`` holds scores
+recorded before it, and the NAB replay writes byte-identical scores.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from river import base
@@ -38,6 +49,39 @@ __all__ = [
 _isfinite = math.isfinite
 _sqrt = math.sqrt
 _log1p = math.log1p
+# floor, not int(): a plain builtin call, several times cheaper than constructing an int,
+# and the same result for the non-negative arguments it gets.
+_floor = math.floor
+
+# "No memo" for SeasonalLikelihood and ContextLikelihood: tuples shaped like their memos
+# whose value is nan, which equals no sample, so learn_one needs no separate None test.
+_NO_MEMO_LIK = (math.nan,) * 4
+_NO_MEMO_CTX = (math.nan,) * 12
+# 1 << c for every context code ContextLikelihood allows: its seen-test is one `&`.
+_BITS = tuple(1 << c for c in range(1024))
+_NEVER = 1 << 62  # a sample count no series reaches
+
+
+def _steady_from(steady: Callable[[int], bool], rate: float, offset: float = 0.0) -> int:
+    """A count from which ``steady(count)`` holds for good, or ``_NEVER`` if none is found.
+
+    The learning rates are ``1/count`` until they reach their floor ``rate``; whether they
+    have is a float test (``count * alpha < 1.0``, ``1.0 / (k + prior_n) < long``) that is
+    monotone in the count, so from the first count that passes it every later one does.
+    The hot paths compare the count with this instead of repeating mixed int/float
+    arithmetic, and run the original test below it, so rates are bit-for-bit the same.
+    """
+    if not (0.0 < rate < math.inf and offset >= 0.0):
+        return _NEVER  # odd settings: always the original test
+    guess = 1.0 / rate - offset
+    if not guess < _NEVER:
+        return _NEVER
+    count = max(1, int(guess) - 1)
+    for _ in range(8):  # the guess is within a count or two of the threshold
+        if steady(count):
+            return count
+        count += 1
+    return _NEVER
 
 
 class EWMAZScore(base.AnomalyDetector):
@@ -238,7 +282,7 @@ class SeasonalZScore(base.AnomalyDetector):
         "alpha", "beta", "bins", "period", "season_gain", "clip", "alarm", "refractory",
         "refractory_factor", "warmup", "rel_floor", "feature",
         "_n", "_flat", "_flat_var", "_level", "_season", "_season_var", "_scale",
-        "_quiet", "_bin",
+        "_quiet", "_bin", "_n_steady",
     )
 
     def __init__(
@@ -277,22 +321,46 @@ class SeasonalZScore(base.AnomalyDetector):
         self._scale = 0.0  # typical |x|, for the error floor
         self._quiet = 0  # samples left in the refractory period
         self._bin = -1  # bucket of the last sample, for `baseline`
+        self._derive_z()
+
+    def _derive_z(self) -> None:
+        """Constants derived from the parameters, for the hot path (not pickled; parameters
+        are fixed once a detector is made, as River's clone() assumes)."""
+        alpha = self.alpha
+        # From this sample count on, the level's rate is `alpha` (1/n before).
+        self._n_steady = _steady_from(lambda n: not n * alpha < 1.0, alpha)
 
     # -- the River protocol ---------------------------------------------------------------
 
     def score_one(self, x: dict, t: float | None = None) -> float:
         if self._n < self.warmup:
             return 0.0
-        v = x.get(self.feature)
-        if v is None or v != v or v in (math.inf, -math.inf):
+        try:
+            v = x[self.feature]
+        except KeyError:
             return 0.0
-        if self._quiet:
-            return self._surprise(v, x.get("t") if t is None else t) * self.refractory_factor
-        return self._surprise(v, x.get("t") if t is None else t)
+        # v - v is nan for inf and nan: one test for "not a finite number".
+        if v is None or v - v != 0.0:
+            return 0.0
+        if t is None:
+            t = x.get("t")
+        # The surprise: |forecast error| / error scale of the judging model, on the current
+        # state (SeasonalLikelihood and ContextLikelihood repeat this inline: the hot path).
+        floor = self.rel_floor * self._scale + 1e-12
+        if t is not None and self._season_var < self.season_gain * self._flat_var:
+            period = self.period
+            z = abs(v - self._level - self._season[_floor((t % period) * self.bins / period)]) / (
+                _sqrt(self._season_var) + floor)
+        else:
+            z = abs(v - self._flat) / (_sqrt(self._flat_var) + floor)
+        return z * self.refractory_factor if self._quiet else z
 
     def learn_one(self, x: dict, t: float | None = None) -> None:
-        v = x.get(self.feature)
-        if v is None or v != v or v in (math.inf, -math.inf):
+        try:
+            v = x[self.feature]
+        except KeyError:
+            return
+        if v is None or v - v != 0.0:
             return
         z = self._fit(v, x.get("t") if t is None else t)
         # The alarm bookkeeping uses the surprise on the pre-update state, so the
@@ -304,14 +372,6 @@ class SeasonalZScore(base.AnomalyDetector):
 
     # -- the two forecasters, shared with SeasonalLikelihood ------------------------------
 
-    def _surprise(self, v: float, t: float | None) -> float:
-        """|forecast error| / error scale of the judging model, on the current state."""
-        floor = self.rel_floor * self._scale + 1e-12
-        if t is not None and self._season_var < self.season_gain * self._flat_var:
-            b = int((t % self.period) * self.bins / self.period)
-            return abs(v - self._level - self._season[b]) / (_sqrt(self._season_var) + floor)
-        return abs(v - self._flat) / (_sqrt(self._flat_var) + floor)
-
     def _fit(self, v: float, t: float | None) -> float:
         """Learn one finite sample; returns its surprise on the state before the update."""
         n = self._n
@@ -322,7 +382,7 @@ class SeasonalZScore(base.AnomalyDetector):
             return 0.0
         n += 1
         self._n = n
-        a = 1.0 / n if n * self.alpha < 1.0 else self.alpha
+        a = self.alpha if n >= self._n_steady else (1.0 / n if n * self.alpha < 1.0 else self.alpha)
         floor = self.rel_floor * self._scale + 1e-12
 
         # Updates use the error winsorised at `clip` error scales: a glitch of any size
@@ -337,7 +397,7 @@ class SeasonalZScore(base.AnomalyDetector):
         self._flat_var = (1.0 - a) * (flat_var + a * c * c)
         season_var = self._season_var
         if t is not None:
-            b = int((t % self.period) * self.bins / self.period)
+            b = _floor((t % self.period) * self.bins / self.period)
             self._bin = b
             season = self._season
             e = v - self._level - season[b]
@@ -385,6 +445,7 @@ class SeasonalZScore(base.AnomalyDetector):
             self._season_var, self._scale, self._quiet, self._bin,
         ) = state
         self._season = list(struct.unpack("<%dd" % self.bins, season))
+        self._derive_z()
 
 class SeasonalLikelihood(SeasonalZScore):
     """Seasonal surprise, judged against the series' own history of surprise (an anomaly likelihood).
@@ -476,12 +537,16 @@ class SeasonalLikelihood(SeasonalZScore):
         "alpha", "beta", "bins", "period", "season_gain", "clip", "warmup", "rel_floor",
         "short", "long", "decay", "sd_floor", "prior_n", "spike", "feature",
     )
-    __slots__ = ("short", "long", "decay", "sd_floor", "prior_n", "spike", "_m", "_mu", "_lvar", "_k", "_peak", "_memo")
+    __slots__ = (
+        "short", "long", "decay", "sd_floor", "prior_n", "spike", "_m", "_mu", "_lvar", "_k", "_peak", "_memo",
+        "_k_steady",
+    )
 
     # log1p(|z|) of standard Gaussian noise averages 0.535, and its mean with weight
     # 0.1 deviates by 0.073: the prior of a series that has no history of its own yet.
     _PRIOR_MEAN = 0.535
     _PRIOR_SD = 0.073
+    _NO_MEMO = _NO_MEMO_LIK
 
     def __init__(
         self,
@@ -509,60 +574,81 @@ class SeasonalLikelihood(SeasonalZScore):
         self.sd_floor = sd_floor
         self.prior_n = prior_n
         self.spike = spike
+        self._derive_lik()
         self._m = self._mu = self._PRIOR_MEAN  # recent mean surprise; its long-run mean
         self._lvar = self._PRIOR_SD * self._PRIOR_SD  # and variance
         self._k = 0  # samples that updated mu and the variance
         self._peak = 0.0  # decaying peak of earlier scores
-        self._memo: tuple | None = None  # score_one's result, reused by learn_one (not state)
+        self._memo = self._NO_MEMO  # score_one's arithmetic, reused by learn_one (not state)
+
+    def _derive_lik(self) -> None:
+        """Like _derive_z: from this many updates on, the long-run rate is `long`."""
+        long, prior_n = self.long, self.prior_n
+        self._k_steady = _steady_from(lambda k: 1.0 / (k + prior_n) < long, long, prior_n)
 
     def score_one(self, x: dict, t: float | None = None) -> float:
         if self._n < self.warmup:
             return 0.0
-        v = x.get(self.feature)
-        if v is None or v != v or v in (math.inf, -math.inf):
+        try:
+            v = x[self.feature]
+        except KeyError:
+            return 0.0
+        # v - v is nan for inf and nan: one test for "not a finite number".
+        if v is None or v - v != 0.0:
             return 0.0
         if t is None:
             t = x.get("t")
-        # SeasonalZScore._surprise inlined: this is the per-sample hot path (>= 300k/s a core).
+        # SeasonalZScore's surprise inlined: this is the per-sample hot path (>= 300k/s a core).
         floor = self.rel_floor * self._scale + 1e-12
         if t is not None and self._season_var < self.season_gain * self._flat_var:
-            b = int((t % self.period) * self.bins / self.period)
+            period = self.period
+            b = _floor((t % period) * self.bins / period)
             z = abs(v - self._level - self._season[b]) / (_sqrt(self._season_var) + floor)
         else:
             z = abs(v - self._flat) / (_sqrt(self._flat_var) + floor)
-        m = self._m + self.short * (_log1p(z) - self._m)
+        m = self._m
+        m += self.short * (_log1p(z) - m)
         s = (m - self._mu) / (_sqrt(self._lvar) + self.sd_floor)
-        if self.spike and z > s * self.spike:
-            s = z / self.spike
+        spike = self.spike
+        if spike and z > s * spike:
+            s = z / spike
         # learn_one reuses this arithmetic when it gets the same sample next, as it should.
         self._memo = (v, t, m, s)
         return s if s > self._peak else 0.0
 
     def learn_one(self, x: dict, t: float | None = None) -> None:
-        v = x.get(self.feature)
-        if v is None or v != v or v in (math.inf, -math.inf):
+        try:
+            v = x[self.feature]
+        except KeyError:
             return
         if t is None:
             t = x.get("t")
-        if self._n < self.warmup:
-            self._fit(v, t)
-            return
         # score_one then learn_one on the same sample is the protocol: reuse its arithmetic.
-        memo = self._memo
-        if memo is None or memo[0] != v or memo[1] != t:
+        # A memo is only made for a finite value after warm-up, so a match needs no other test
+        # (and _NO_MEMO_LIK's value is nan, which matches nothing).
+        mv, mt, m, s = self._memo
+        if mv != v or mt != t:
+            if v is None or v - v != 0.0:
+                return
+            if self._n < self.warmup:
+                self._fit(v, t)
+                return
             self.score_one(x, t)
-            memo = self._memo
-        self._memo = None
-        m, s = memo[2], memo[3]
+            mv, mt, m, s = self._memo
+        self._memo = _NO_MEMO_LIK
         self._fit(v, t)
         self._m = m
         k = self._k + 1
         self._k = k
-        a = 1.0 / (k + self.prior_n)
-        if a < self.long:
+        if k >= self._k_steady:
             a = self.long
-        d = m - self._mu
-        self._mu += a * d
+        else:
+            a = 1.0 / (k + self.prior_n)
+            if a < self.long:
+                a = self.long
+        mu = self._mu
+        d = m - mu
+        self._mu = mu + a * d
         self._lvar = (1.0 - a) * (self._lvar + a * d * d)
         peak = self._peak * self.decay
         self._peak = s if s > peak else peak
@@ -575,7 +661,8 @@ class SeasonalLikelihood(SeasonalZScore):
         (parent, self.short, self.long, self.decay, self.sd_floor, self.prior_n, self.spike,
          self._m, self._mu, self._lvar, self._k, self._peak) = state
         super().__setstate__(parent)
-        self._memo = None
+        self._derive_lik()
+        self._memo = self._NO_MEMO
 
 
 class ContextLikelihood(SeasonalLikelihood):
@@ -658,8 +745,9 @@ class ContextLikelihood(SeasonalLikelihood):
     )
     __slots__ = (
         "levels", "context", "novelty_short", "novelty_long", "novelty_floor", "novelty_weight",
-        "_lo", "_hi", "_hist", "_seen", "_nov", "_nmu", "_nvar", "_hcodes",
+        "_lo", "_hi", "_hist", "_seen", "_nov", "_nmu", "_nvar", "_hcodes", "_k_nov_steady",
     )
+    _NO_MEMO = _NO_MEMO_CTX
 
     def __init__(
         self,
@@ -700,110 +788,155 @@ class ContextLikelihood(SeasonalLikelihood):
         self._hist = 0  # band codes of the last context - 1 samples, as one base-`levels` number
         self._seen = 0  # bit c set: context c has been seen
         self._nov = self._nmu = self._nvar = 0.0  # recent rate of new contexts; its long-run mean, variance
-        self._hcodes = levels ** (context - 1)
+        self._derive_ctx()
+
+    def _derive_ctx(self) -> None:
+        """Like _derive_z: the context codes' modulus, and from when the novelty's long-run
+        rate is `novelty_long`."""
+        self._hcodes = self.levels ** (self.context - 1)
+        novelty_long = self.novelty_long
+        self._k_nov_steady = _steady_from(lambda k: 1.0 / k < novelty_long, novelty_long)
 
     def score_one(self, x: dict, t: float | None = None) -> float:
-        if self._n < self.warmup:
+        # The per-sample hot path of the streams (>= 300k samples/s a core): SeasonalLikelihood's
+        # score inlined, locals instead of repeated attribute reads, and `-d if d < 0.0 else d`
+        # instead of abs() (no call; its -0.0 for -0.0 cannot change a score: z only enters
+        # log1p, a mean and comparisons).
+        n = self._n
+        if n < self.warmup:
             return 0.0
-        v = x.get(self.feature)
+        try:
+            v = x[self.feature]
+        except KeyError:
+            return 0.0
         # v - v is nan for inf and nan: one test for "not a finite number".
         if v is None or v - v != 0.0:
             return 0.0
         if t is None:
             t = x.get("t")
-        # Channel 1, SeasonalLikelihood.score_one inlined (hot path).
+        # Channel 1.  Both forecasters' errors and error scales are computed, not only the
+        # judging one's, because learn_one needs both and takes them from the memo.
         floor = self.rel_floor * self._scale + 1e-12
-        if t is not None and self._season_var < self.season_gain * self._flat_var:
-            b = int((t % self.period) * self.bins / self.period)
-            z = abs(v - self._level - self._season[b]) / (_sqrt(self._season_var) + floor)
+        flat_var = self._flat_var
+        df = v - self._flat
+        sf = _sqrt(flat_var) + floor
+        if t is None:
+            b = -1
+            ds = ss = 0.0
+            z = (-df if df < 0.0 else df) / sf
         else:
-            z = abs(v - self._flat) / (_sqrt(self._flat_var) + floor)
-        m = self._m + self.short * (_log1p(z) - self._m)
+            period = self.period
+            b = _floor((t % period) * self.bins / period)
+            season_var = self._season_var
+            ds = v - self._level - self._season[b]
+            ss = _sqrt(season_var) + floor
+            if season_var < self.season_gain * flat_var:
+                z = (-ds if ds < 0.0 else ds) / ss
+            else:
+                z = (-df if df < 0.0 else df) / sf
+        m = self._m
+        m += self.short * (_log1p(z) - m)
         s = (m - self._mu) / (_sqrt(self._lvar) + self.sd_floor)
-        if self.spike and z > s * self.spike:
-            s = z / self.spike
+        spike = self.spike
+        if spike and z > s * spike:
+            s = z / spike
         # Channel 2: is this context new?
         levels = self.levels
         lo = self._lo
         span = self._hi - lo
-        q = int((v - lo) / span * levels) if span > 0.0 else 0
-        if q < 0:
+        # The band, clamped to 0 .. levels - 1 before it becomes an int, so a jump far
+        # outside a tiny range (an infinite quotient) is the top band, not an OverflowError.
+        q = (v - lo) / span * levels if span > 0.0 else 0.0
+        if q < 1.0:
             q = 0
         elif q >= levels:
             q = levels - 1
+        else:
+            q = _floor(q)
         c = self._hist * levels + q  # < levels ** context, as _hist < levels ** (context - 1)
-        new = not (self._seen >> c) & 1
-        nov = self._nov + self.novelty_short * ((1.0 if new else 0.0) - self._nov)
+        new = not self._seen & _BITS[c]
+        nov = self._nov
+        nov += self.novelty_short * ((1.0 if new else 0.0) - nov)
         s2 = self.novelty_weight * (nov - self._nmu) / (_sqrt(self._nvar) + self.novelty_floor)
         if s2 > s:
             s = s2
-        self._memo = (v, t, m, s, q, c, nov, new)
+        # One tuple: cheaper to build and unpack than a slot per value.  Not for n == 0
+        # (warmup=0): learn_one learns the first sample by its own path.
+        self._memo = (v, t, m, s, c, nov, new, b, df, sf, ds, ss) if n else _NO_MEMO_CTX
         return s if s > self._peak else 0.0
 
     def learn_one(self, x: dict, t: float | None = None) -> None:
-        v = x.get(self.feature)
-        # v - v is nan for inf and nan: one test for "not a finite number".
-        if v is None or v - v != 0.0:
+        try:
+            v = x[self.feature]
+        except KeyError:
             return
         if t is None:
             t = x.get("t")
-        if self._n < self.warmup or not self._n:
-            self._fit(v, t)
-            self._band(v)
-            return
-        memo = self._memo
-        if memo is None or memo[0] != v or memo[1] != t:
+        # score_one then learn_one on the same sample is the protocol: reuse its arithmetic.
+        # A memo is only made for a finite value after warm-up, so a match needs no other test
+        # (and _NO_MEMO_CTX's value is nan, which matches nothing).
+        mv, mt, m, s, c, nov, new, b, df, sf, ds, ss = self._memo
+        if mv != v or mt != t:
+            # v - v is nan for inf and nan: one test for "not a finite number".
+            if v is None or v - v != 0.0:
+                return
+            n = self._n
+            if n < self.warmup or not n:
+                self._memo = _NO_MEMO_CTX
+                self._fit(v, t)
+                self._band(v)
+                return
             self.score_one(x, t)
-            memo = self._memo
-        self._memo = None
-        _, _, m, s, q, c, nov, new = memo
-        # SeasonalZScore._fit inlined (the hot path): the same updates, without the surprise
-        # it returns, which score_one already computed.
+            mv, mt, m, s, c, nov, new, b, df, sf, ds, ss = self._memo
+        self._memo = _NO_MEMO_CTX
+        # SeasonalZScore._fit inlined: the same updates, from the errors score_one computed.
         n = self._n + 1
         self._n = n
-        alpha = self.alpha
-        a = 1.0 / n if n * alpha < 1.0 else alpha
-        floor = self.rel_floor * self._scale + 1e-12
+        a = self.alpha if n >= self._n_steady else (1.0 / n if n * self.alpha < 1.0 else self.alpha)
+        keep = 1.0 - a
         clip = self.clip
-        d = v - self._flat
-        var = self._flat_var
-        lim = clip * (_sqrt(var) + floor)
-        e = d if -lim < d < lim else (lim if d > 0.0 else -lim)
+        lim = clip * sf
+        e = df if -lim < df < lim else (lim if df > 0.0 else -lim)
         self._flat += a * e
-        self._flat_var = (1.0 - a) * (var + a * e * e)
-        if t is not None:
-            b = int((t % self.period) * self.bins / self.period)
+        self._flat_var = keep * (self._flat_var + a * e * e)
+        if b >= 0:
             self._bin = b
-            season = self._season
-            d = v - self._level - season[b]
-            var = self._season_var
-            lim = clip * (_sqrt(var) + floor)
-            e = d if -lim < d < lim else (lim if d > 0.0 else -lim)
+            lim = clip * ss
+            e = ds if -lim < ds < lim else (lim if ds > 0.0 else -lim)
             self._level += a * e
-            season[b] += self.beta * e
-            self._season_var = (1.0 - a) * (var + a * e * e)
-        self._scale += a * (abs(v) - self._scale)
+            self._season[b] += self.beta * e
+            self._season_var = keep * (self._season_var + a * e * e)
+        scale = self._scale
+        self._scale = scale + a * ((-v if v < 0.0 else v) - scale)
         # The recent mean surprise's long-run mean and variance (SeasonalLikelihood).
         self._m = m
         k = self._k + 1
         self._k = k
-        a = 1.0 / (k + self.prior_n)
-        if a < self.long:
+        if k >= self._k_steady:
             a = self.long
-        d = m - self._mu
-        self._mu += a * d
+        else:
+            a = 1.0 / (k + self.prior_n)
+            if a < self.long:
+                a = self.long
+        mu = self._mu
+        d = m - mu
+        self._mu = mu + a * d
         self._lvar = (1.0 - a) * (self._lvar + a * d * d)
         # The novelty rate's long-run statistics start from the series' own first values
         # (1/k): early on every context is new, and that must not look like an incident later.
         self._nov = nov
-        a = 1.0 / k
-        if a < self.novelty_long:
+        if k >= self._k_nov_steady:
             a = self.novelty_long
-        d = nov - self._nmu
-        self._nmu += a * d
+        else:
+            a = 1.0 / k
+            if a < self.novelty_long:
+                a = self.novelty_long
+        nmu = self._nmu
+        d = nov - nmu
+        self._nmu = nmu + a * d
         self._nvar = (1.0 - a) * (self._nvar + a * d * d)
         if new:  # a big-int update only when the context is new
-            self._seen |= 1 << c
+            self._seen |= _BITS[c]
         self._hist = c % self._hcodes
         # `not >=` rather than `<`: also true while the range is still nan (warmup=0).
         if not v >= self._lo:
@@ -819,8 +952,8 @@ class ContextLikelihood(SeasonalLikelihood):
             self._lo = self._hi = v
             return
         span = self._hi - self._lo
-        q = int((v - self._lo) / span * self.levels) if span > 0.0 else 0
-        q = 0 if q < 0 else (self.levels - 1 if q >= self.levels else q)
+        q = (v - self._lo) / span * self.levels if span > 0.0 else 0.0
+        q = 0 if q < 1.0 else (self.levels - 1 if q >= self.levels else _floor(q))  # as in score_one
         self._hist = (self._hist * self.levels + q) % self._hcodes
         if v < self._lo:
             self._lo = v
@@ -836,7 +969,7 @@ class ContextLikelihood(SeasonalLikelihood):
         (parent, self.levels, self.context, self.novelty_short, self.novelty_long, self.novelty_floor,
          self.novelty_weight, self._lo, self._hi, self._hist, self._seen, self._nov, self._nmu, self._nvar) = state
         super().__setstate__(parent)
-        self._hcodes = self.levels ** (self.context - 1)
+        self._derive_ctx()
 
 
 DETECTORS: dict[str, type[base.AnomalyDetector]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import pickle
 import random
@@ -419,3 +420,134 @@ def test_context_likelihood_with_no_warm_up_learns_its_range_from_the_first_samp
     scores = run(det, noise(2000) + [130.0] * 5)
     assert all(math.isfinite(s) for s in scores)
     assert det._lo < 97.0 and det._hi >= 130.0
+
+
+# -- frozen reference scores: speed work must not change a single score ----------------------
+
+REFERENCE = Path(__file__).parent / "data" / "detector_scores.json"
+
+
+def reference_series(n: int = 5000, *, seed: int = 2024) -> list[tuple[float, float | None, str]]:
+    """(value, t, how) rows covering every path: cycle, noise, spike, shift, non-finite, no time.
+
+    ``how`` is ``"both"`` (score then learn), ``"learn"`` (learn without scoring first)
+    or ``"t_in_x"`` (time given in the sample).  Values are rounded to 4 decimals so
+    the series does not depend on the last bit of the platform's sin().
+    """
+    rng = random.Random(seed)
+    step = 60.0  # 5k points span 3.5 days, so the time-of-day model takes over
+    rows: list[tuple[float, float | None, str]] = []
+    for i in range(n):
+        v = 50 + 20 * math.sin(2 * math.pi * i * step / 86400) + rng.gauss(0, 2)
+        v += 40 if i in (2500, 4100) else 0  # isolated spikes
+        v += 15 if 3500 <= i < 4500 else 0  # a level shift that ends
+        v = round(v, 4)
+        t: float | None = 1.7e9 + i * step
+        how = "both"
+        if i in (1000, 3600):
+            v = math.nan
+        elif i in (1001, 3601):
+            v = math.inf
+        elif i % 97 == 0:
+            how = "learn"
+        elif i % 89 == 0:
+            how = "t_in_x"
+        elif 4700 <= i < 4760:
+            t = None  # a stretch without timestamps: the flat model judges
+        rows.append((v, t, how))
+    return rows
+
+
+def reference_scores(name: str) -> dict:
+    """Scores of every step of `reference_series` (None where not scored) and the final baseline."""
+    det = make_detector(name)
+    scores: list[float | None] = []
+    for v, t, how in reference_series():
+        if how == "learn":
+            det.learn_one({"value": v}, t=t)
+            scores.append(None)
+            continue
+        x = {"value": v, "t": t} if how == "t_in_x" else {"value": v}
+        kw = {} if how == "t_in_x" else {"t": t}
+        scores.append(det.score_one(x, **kw))
+        det.learn_one(x, **kw)
+    return {"scores": scores, "baseline": det.baseline}
+
+
+def record_reference_scores() -> None:
+    """Rewrite the fixture (only after a deliberate change of what detectors compute)."""
+    REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+    data = {name: reference_scores(name) for name in sorted(DETECTORS)}
+    REFERENCE.write_text(json.dumps(data, separators=(",", ":")) + "\n")
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_scores_match_the_frozen_reference_to_the_last_digits(name):
+    expected = json.loads(REFERENCE.read_text())[name]
+    got = reference_scores(name)
+    assert len(got["scores"]) == len(expected["scores"]) == 5000
+    assert sum(1 for s in expected["scores"] if s) > 100  # the fixture holds real scores
+    mismatches = [
+        (i, g, e) for i, (g, e) in enumerate(zip(got["scores"], expected["scores"]))
+        if (g is None) != (e is None) or (g is not None and not math.isclose(g, e, rel_tol=1e-12, abs_tol=1e-12))
+    ]
+    assert mismatches[:5] == []
+    assert math.isclose(got["baseline"], expected["baseline"], rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [SeasonalLikelihood, ContextLikelihood])
+def test_learn_one_ignores_a_memo_of_another_value_or_time_and_never_uses_one_twice(cls):
+    # The streams reuse one dict for every sample, so learn_one must check the value and
+    # time, not the dict, before reusing what score_one computed.
+    series = daily(1200)
+    a, b = cls(), cls()
+    run(a, series)
+    run(b, series)
+    t = 1200 * STEP
+    x = {"value": 50.0}
+    a.score_one(x, t=t)
+    x["value"] = 90.0  # changed after scoring: learn the new value
+    a.learn_one(x, t=t)
+    a.score_one({"value": 60.0}, t=t + STEP)
+    a.learn_one({"value": 60.0}, t=t + 2 * STEP)  # another time
+    a.learn_one({"value": 60.0}, t=t + 2 * STEP)  # the same sample twice: the memo is gone
+    b.learn_one({"value": 90.0}, t=t)
+    b.learn_one({"value": 60.0}, t=t + 2 * STEP)
+    b.learn_one({"value": 60.0}, t=t + 2 * STEP)
+    assert pickle.dumps(a) == pickle.dumps(b)
+    assert a.score_one({"value": 55.0}, t=t + 3 * STEP) == b.score_one({"value": 55.0}, t=t + 3 * STEP)
+
+
+def test_context_likelihood_survives_a_jump_far_outside_a_tiny_range():
+    # (v - lo) / span overflows to inf here; it used to reach int() and raise OverflowError.
+    for warmup in (30, 100, 0):  # the jump after warm-up, during it, and with none
+        det = ContextLikelihood(warmup=warmup)
+        scores = run(det, [0.0, 1e-300] * 40 + [1e200, 0.0])
+        assert all(math.isfinite(s) for s in scores)
+        assert det._hi == 1e200
+
+
+@pytest.mark.parametrize("rate, offset", [(0.003, 0), (0.002, 50), (0.005, 0), (0.1, 0), (0.3, 7), (1 / 3, 0)])
+def test_steady_rate_threshold_is_where_the_rate_test_starts_to_hold_for_good(rate, offset):
+    from models.detectors import _steady_from
+
+    def floor_reached(k: int) -> bool:  # SeasonalLikelihood's test for its long-run rate
+        return 1.0 / (k + offset) < rate
+
+    k0 = _steady_from(floor_reached, rate, offset)
+    assert k0 < 10_000
+    assert all(floor_reached(k) for k in range(k0, k0 + 5000))
+    assert k0 == 1 or not floor_reached(k0 - 1)
+    n0 = _steady_from(lambda n: not n * rate < 1.0, rate)  # SeasonalZScore's level rate
+    assert all(not n * rate < 1.0 for n in range(n0, n0 + 5000))
+    assert n0 == 1 or (n0 - 1) * rate < 1.0
+
+
+def test_odd_rates_keep_the_original_rate_test_on_every_sample():
+    from models.detectors import _NEVER, _steady_from
+
+    for rate in (0.0, -0.1, math.nan, math.inf, 5e-324):
+        assert _steady_from(lambda k: True, rate) == _NEVER
+    det = SeasonalZScore(alpha=0.0)  # a level that never moves past the plain average
+    run(det, noise(200))
+    assert det._n_steady == _NEVER and abs(det.baseline - 100.0) < 0.5
