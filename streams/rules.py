@@ -250,6 +250,17 @@ class RuleEngine:
 
     # -- inputs --------------------------------------------------------------
 
+    def entity_rules(self, names: tuple[str, ...]) -> tuple[tuple[int, tuple[_MetricRule, ...]], ...]:
+        """Positions in an entity's metric names that rules select, with those rules.
+
+        For callers that see the same entity shapes every scrape (streams.pipeline):
+        ``streams._rules.engine.observe_planned(plan, ...)`` then evaluates exactly what
+        :meth:`observe_entity` does without looking up every metric.
+        """
+        from streams._rules.engine import entity_plan
+
+        return entity_plan(self._by_metric, names)
+
     def observe_entity(self, entity: Entity, ts: datetime, *, state: RuleState | None = None) -> list[AlertTransition]:
         """Evaluate every rule selecting one of the entity's metrics at scrape time ``ts``."""
         out: list[AlertTransition] = []

@@ -30,7 +30,8 @@ from models.records import AlertTransition, Anomaly, KubeEvent
 from streams._rules import spec, trend
 from streams._rules.parse import Rule
 
-__all__ = ["RuleState", "Series", "Compiled", "compile_rule", "transition_sequence", "event_labels", "anomaly_labels"]
+__all__ = ["RuleState", "Series", "Compiled", "compile_rule", "transition_sequence", "event_labels", "anomaly_labels",
+           "EntityPlan", "entity_plan", "observe_planned"]
 
 INACTIVE, PENDING, FIRING = 0, 1, 2
 _STATE_VERSION = 1
@@ -616,3 +617,41 @@ _KINDS: dict[str, type[Compiled]] = {
 
 def compile_rule(rule: Rule, rid: str, *, default_labels: Mapping[str, str], stale_after: float) -> Compiled:
     return _KINDS[rule.kind](rule, rid, default_labels=default_labels, stale_after=stale_after)
+
+
+EntityPlan = tuple[tuple[int, tuple[_MetricRule, ...]], ...]
+"""Positions in an entity's ``metrics`` that rules select, each with those rules."""
+
+
+def entity_plan(by_metric: Mapping[str, tuple[_MetricRule, ...]], names: tuple[str, ...]) -> EntityPlan:
+    """The rules of one entity shape (its metric names in order): computed once per shape, not per scrape."""
+    return tuple((j, by_metric[name]) for j, name in enumerate(names) if name in by_metric)
+
+
+def observe_planned(plan: EntityPlan, prefix: str, labels: Mapping[str, str], metrics: list[tuple[str, float | None]],
+                    t: float, state: RuleState) -> list[AlertTransition]:
+    """``RuleEngine.observe_entity`` for an entity whose shape's rules are ``plan``, at time ``t`` (epoch s).
+
+    The same evaluation, in the same order, without looking up every metric
+    of the entity or converting the scrape time once per entity.
+    """
+    out: list[AlertTransition] = []
+    companions: dict[str, float | None] | None = None
+    clocked = False
+    for j, rules in plan:
+        value = metrics[j][1]
+        if value is None:
+            continue
+        if not clocked:
+            clocked = True
+            if t > state.clock:
+                state.clock = t
+        for rule in rules:
+            if rule.matchers and not rule.matches(prefix, labels):
+                continue
+            if rule.needs_companions and companions is None:
+                companions = dict(metrics)
+            got = rule.observe(state, prefix, labels, value, t, companions)
+            if got:
+                out += got
+    return out
