@@ -606,6 +606,11 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                 log.exception("event at %s[%s]@%s failed", msg.topic, msg.partition, msg.offset)
                 await send_dead_letter(exc, stage="rules", message=msg)
 
+    # Cluster-wide workload, namespace and cluster rollups from the per-node partials (streams.aggregates).
+    from streams.aggregates import register_aggregates
+
+    register_aggregates(app, settings, rollups_topic=topic(ROLLUPS), send=send, send_dead_letter=send_dead_letter)
+
     if s.dispatch_alerts:
         # Alerts are routed, grouped and sent to receivers by the same process that raises them (the
         # dispatcher's own consumer group elects one worker to do it). The config is loaded here, so a

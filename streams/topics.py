@@ -35,6 +35,7 @@ __all__ = [
     "NOTIFICATIONS",
     "SILENCES",
     "ALERT_GROUPS",
+    "AGGREGATES_REPARTITION",
     "spec_for",
 ]
 
@@ -69,6 +70,9 @@ NOTIFICATIONS = TopicSpec("kubepulse.notifications.v1", "notifications", Notific
 SILENCES = TopicSpec("kubepulse.silences.v1", "silences", Silence, "silence id", compacted=True)
 # Internal state of the alert dispatcher (what each group was sent): not for indexing.
 ALERT_GROUPS = TopicSpec("kubepulse.alertgroups.v1", "alertgroups", AlertGroupState, "receiver|group key", compacted=True)
+# Internal to the worker (streams.aggregates): per-node partial rollups re-keyed by cluster. Not in TOPICS
+# (nothing indexes it); the worker declares it.
+AGGREGATES_REPARTITION = TopicSpec("kubepulse.aggregates-repartition.v1", "aggregates-repartition", Rollup, "cluster")
 
 TOPICS: tuple[TopicSpec, ...] = (
     METRICS, EVENTS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS, SILENCES, ALERT_GROUPS,
