@@ -7,8 +7,11 @@ reachable the tests fail with that instruction: they are never skipped.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +47,53 @@ def stack() -> dict[str, str]:
     if not _reachable(es_host, int(es_port or 9200)):
         pytest.fail(f"Elasticsearch is not reachable at {base.elasticsearch.url}: run `deploy/local/stack up` (make test does)")
     return {"kafka": base.kafka.bootstrap_servers, "elasticsearch": base.elasticsearch.url}
+
+
+_TEST_TOPIC = re.compile(r"^(t[0-9a-f]{6,}\.|kp-test-[0-9a-f]{6,}-)")
+"""Topics tests create: their per-test prefix, and Faust's internal topics of a per-test app id."""
+
+
+async def _test_topics(bootstrap: str) -> set[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t for t in await admin.list_topics() if _TEST_TOPIC.match(t)}
+    finally:
+        await admin.close()
+
+
+async def _delete_topics(bootstrap: str, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60000)
+    await admin.start()
+    try:
+        for i in range(0, len(names), 100):
+            await admin.delete_topics(names[i : i + 100], timeout_ms=60000)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_this_sessions_topics() -> Iterator[None]:
+    """Delete the topics this session created, so the shared broker does not pile up thousands of them.
+
+    Thousands of leftover topics make every later broker start slow (each
+    partition's log is loaded), which is how a CI run would creep past the
+    stack's start timeout. Only topics that did not exist when the session
+    began are deleted, so a concurrent session's topics survive it.
+    """
+    bootstrap = load_settings().kafka.bootstrap_servers
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    before = asyncio.run(_test_topics(bootstrap)) if _reachable(host, int(port)) else None
+    yield
+    if before is None or not _reachable(host, int(port)):
+        return
+    created = sorted(asyncio.run(_test_topics(bootstrap)) - before)
+    if created:
+        asyncio.run(_delete_topics(bootstrap, created))
 
 
 @pytest.fixture
