@@ -224,6 +224,10 @@ class StreamsSettings(_Group):
     dispatch_alerts: bool = True
     """Run the alert dispatcher (routes, grouping, receivers of ``alerting``) inside each worker; off when
     ``kubepulse alerting run`` runs it as its own process. One worker of the group dispatches at a time."""
+    cluster_aggregates: bool = False
+    """Also sum the per-node partial rollups into cluster-wide workload, namespace and cluster rollups
+    (``streams/aggregates.py``). Off by default: it re-reads every rollup, which halved one worker's
+    throughput in ``bench/pipeline.py``; turn it on in one worker group sized for it."""
 
 
 class AlertingSettings(_Group):

@@ -214,8 +214,9 @@ class _OffsetGuard:
     _MAX_REWINDS = 3
     """Rewinds of one partition to one offset before a gap is taken as real (none is expected: the
     input topics are neither compacted nor written in transactions)."""
-    _STALL_S = 3.0
-    """A partition behind its high watermark that got nothing for this long is read again from its due offset."""
+    _STALL_S = 5.0
+    """A partition behind its high watermark that got nothing for this long, while the agent got
+    nothing from any partition either, is read again from its due offset."""
     _SEEK_SETTLE_S = 2.0
     """Records after a gap that arrive this soon after a rewind were fetched before it: skipped, not re-sought."""
 
@@ -227,6 +228,8 @@ class _OffsetGuard:
         """(partition, expected offset) → (rewinds so far, monotonic time of the last one)."""
         self.progress: dict[Any, float] = {}
         """Partition → monotonic time its expected offset last arrived (or was last sought)."""
+        self.last_any = time.monotonic()
+        """When the agent last admitted a message of any partition."""
 
     def install(self) -> None:
         """Wrap this app's ``Consumer.perform_seek`` (once): Faust calls it when recovery is done."""
@@ -259,7 +262,7 @@ class _OffsetGuard:
         offset = message.offset
         if expected is None or offset == expected:
             self.next[tp] = offset + 1
-            self.progress[tp] = time.monotonic()
+            self.progress[tp] = self.last_any = time.monotonic()
             return True
         if offset < expected:
             return False  # read again before a rewind took effect: already processed in this generation
@@ -283,6 +286,12 @@ class _OffsetGuard:
         message comes to reveal the gap: only the broker's high watermark does.
         """
         now = time.monotonic()
+        if now - self.last_any < self._STALL_S:
+            # The agent is busy with other partitions: under backpressure Faust pauses fetching
+            # the ones whose buffers are full, which looks like a stall but is not. Seeking a
+            # partition mid-fetch races aiokafka's fetcher (KeyError in fetched_records crashed
+            # the Fetcher in a benchmark), so only an idle agent is repaired.
+            return
         consumer = self.app.consumer
         for tp, expected in list(self.next.items()):
             if now - self.progress.get(tp, now) < self._STALL_S:
@@ -606,10 +615,11 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                 log.exception("event at %s[%s]@%s failed", msg.topic, msg.partition, msg.offset)
                 await send_dead_letter(exc, stage="rules", message=msg)
 
-    # Cluster-wide workload, namespace and cluster rollups from the per-node partials (streams.aggregates).
-    from streams.aggregates import register_aggregates
+    if s.cluster_aggregates:
+        # Cluster-wide workload, namespace and cluster rollups from the per-node partials (streams.aggregates).
+        from streams.aggregates import register_aggregates
 
-    register_aggregates(app, settings, rollups_topic=topic(ROLLUPS), send=send, send_dead_letter=send_dead_letter)
+        register_aggregates(app, settings, rollups_topic=topic(ROLLUPS), send=send, send_dead_letter=send_dead_letter)
 
     if s.dispatch_alerts:
         # Alerts are routed, grouped and sent to receivers by the same process that raises them (the

@@ -24,6 +24,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         KUBEPULSE_KAFKA__TOPIC_PARTITIONS=str(settings.kafka.topic_partitions),
         KUBEPULSE_STREAMS__WINDOW_GRACE_S=str(settings.streams.window_grace_s),
         KUBEPULSE_STREAMS__CHECKPOINT_INTERVAL_S=str(settings.streams.checkpoint_interval_s),
+        KUBEPULSE_STREAMS__CLUSTER_AGGREGATES=str(settings.streams.cluster_aggregates).lower(),
         KUBEPULSE_HTTP_PORT="0",
         KUBEPULSE_LOG_LEVEL="INFO",
     )

@@ -36,7 +36,7 @@ async def test_two_nodes_give_one_cluster_wide_workload_namespace_and_cluster_ro
     cluster = f"agg{run}"
     settings = load_settings(
         kafka={"topic_prefix": f"t{run}.", "consumer_group": f"kp-test-{run}", "topic_partitions": 2},
-        streams={"window_grace_s": 0}, http_port=0,
+        streams={"window_grace_s": 0, "cluster_aggregates": True}, http_port=0,
     )
     await create_topics(settings)
     worker = Worker(settings, tmp_path / "worker.log")
