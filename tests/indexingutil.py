@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import ApiError, AsyncElasticsearch
 
 from models.settings import Settings
 from streams._mappings import KINDS
@@ -93,7 +93,14 @@ async def wait_for_count(
     deadline = time.monotonic() + timeout
     n = -1
     while time.monotonic() < deadline:
-        n = await count(client, index)
+        try:
+            n = await count(client, index)
+        except ApiError as exc:
+            # A daily index the indexer has just created may not have its shard allocated yet
+            # (503 NoShardAvailable): that is "not there yet", not a failure.
+            if exc.meta.status != 503:
+                raise
+            n = 0
         if n >= expected:
             return n
         if proc is not None and proc.proc.poll() is not None:
