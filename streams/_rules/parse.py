@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from models.series import METRICS
 from streams._rules import spec
 from streams._rules.errors import Problem, RulesError
-from streams._rules.matchers import Matcher, parse_matcher
+from streams._matchers import Matcher, parse_matcher
 from streams._rules.templates import Template, compile_template
 
 __all__ = ["Rule", "parse_rules", "METRIC_KIND"]

@@ -1,6 +1,6 @@
-"""Alertmanager label matchers for rule selectors: ``name="v"``, ``!=``, ``=~``, ``!~``.
+"""Alertmanager label matchers: ``name="v"``, ``!=``, ``=~``, ``!~``; one parser for rule selectors and alert routes.
 
-The same syntax as Alertmanager's ``matchers:`` (and kubepulse's routes):
+The same syntax as Alertmanager's ``matchers:``:
 regexes are fully anchored, and a missing label matches as the empty string,
 so ``container!="POD"`` matches an entity that has no container label.
 """
@@ -8,10 +8,10 @@ so ``container!="POD"`` matches an entity that has no container label.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Matcher", "parse_matcher"]
+__all__ = ["Matcher", "parse_matcher", "matches_all"]
 
 _MATCHER = re.compile(
     r"""^\s*(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^"\s]*)\s*$"""
@@ -35,6 +35,10 @@ class Matcher:
         hit = self.regex.fullmatch(got) is not None
         return hit if self.op == "=~" else not hit
 
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.op}"{escaped}"'
+
 
 def parse_matcher(text: str) -> Matcher:
     """Parse one matcher, or raise ValueError saying what the syntax is.
@@ -57,3 +61,8 @@ def parse_matcher(text: str) -> Matcher:
         except re.error as exc:
             raise ValueError(f"{text!r}: invalid regex: {exc}") from exc
     return Matcher(m["name"], m["op"], value, regex)
+
+
+def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
+    """True when every matcher matches (an empty list matches everything)."""
+    return all(m.matches(labels) for m in matchers)
