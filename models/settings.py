@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from models.errors import ConfigError
@@ -177,7 +178,14 @@ class StreamsSettings(_Group):
     """Rule files; empty means the default rule pack shipped with kubepulse."""
     use_default_rules: bool = True
     rules_stale_after_s: float = Field(300.0, gt=0)
-    """A series silent this long resolves its alerts (Prometheus' 5-minute staleness; > 2 scrape intervals)."""
+    """A series silent this long resolves its alerts (Prometheus' 5-minute staleness; > 2 scrape intervals).
+
+    Also how long a whole node may be silent, in its partition's event time, before the worker
+    closes its windows and ticks its rules without it (see ``streams/app.py``)."""
+    node_state_ttl_s: float = Field(86400.0, gt=0)
+    """A node (or an Event's object) silent this long is forgotten: its state is deleted from the
+    table, so nodes replaced by an autoscaler do not accumulate. One that comes back starts afresh
+    (its detectors learn again). Must be longer than ``rules_stale_after_s``."""
     scored_metrics: list[str] = Field(
         default_factory=lambda: [
             "cpu_cores",
@@ -228,6 +236,15 @@ class StreamsSettings(_Group):
     """Also sum the per-node partial rollups into cluster-wide workload, namespace and cluster rollups
     (``streams/aggregates.py``). Off by default: it re-reads every rollup, which halved one worker's
     throughput in ``bench/pipeline.py``; turn it on in one worker group sized for it."""
+
+    @field_validator("node_state_ttl_s")
+    @classmethod
+    def _ttl(cls, v: float, info: ValidationInfo) -> float:
+        stale = info.data.get("rules_stale_after_s")
+        if stale is not None and v <= stale:
+            raise ValueError(f"must be longer than streams.rules_stale_after_s ({stale:g} s): a node's alerts "
+                             "go stale before its state is forgotten")
+        return v
 
 
 class AlertingSettings(_Group):

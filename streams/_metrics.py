@@ -16,6 +16,8 @@ __all__ = [
     "LATE_SAMPLES_DROPPED",
     "DUPLICATES_SUPPRESSED",
     "CHECKPOINTS",
+    "SILENT_TICKS",
+    "STATES_FORGOTTEN",
     "CHECKPOINT_BYTES",
     "CONSUMER_LAG",
     "PROCESS_SECONDS",
@@ -34,6 +36,13 @@ DUPLICATES_SUPPRESSED = Counter(
     ["kind"],
 )
 CHECKPOINTS = Counter("kubepulse_stream_checkpoints_total", "Node states written to the state table (changelog).")
+SILENT_TICKS = Counter(
+    "kubepulse_stream_silent_ticks_total", "Silent keys ticked forward to their partition's event time.", ["table"]
+)
+STATES_FORGOTTEN = Counter(
+    "kubepulse_stream_states_forgotten_total", "Table entries deleted (silent past node_state_ttl_s, or empty).",
+    ["table"],
+)
 CHECKPOINT_BYTES = Counter("kubepulse_stream_checkpoint_bytes_total", "Bytes of node state written to the changelog.")
 CONSUMER_LAG = Gauge("kubepulse_stream_consumer_lag", "Highwater minus the offset being processed.", ["topic", "partition"])
 PROCESS_SECONDS = Histogram(

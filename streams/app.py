@@ -49,13 +49,21 @@ until the next commit (read_committed consumers), against the 1 s
 sample-to-page budget; the sequence dedup gives the exactly-once that
 matters (pages) without it.
 
-Known gap: a node that goes silent gets no ``tick``: its open windows stay
-open and its alerts do not go stale until it (or its state after a restart)
-sees data again. A wall-clock timer could tick such nodes with "last event
-time + silence so far", but those transitions would not be reproduced by a
-replay (their sequence numbers could then collide with different replayed
-transitions), so it is left out until the rule engine can mark wall-clock
-transitions apart.
+Silent nodes. A node that stops sending (deleted by an autoscaler, crashed,
+its collector cut off) gets no input, so nothing of its own would close its
+windows or let its alerts go stale. Each partition therefore has an event-time
+clock, the newest scrape timestamp processed on it (``streams._idle``): every
+15 s of that clock, the nodes of the partition silent for
+``rules_stale_after_s`` or more are ticked to it (``Pipeline.tick``): their
+windows close and publish, their alerts resolve at "last seen +
+rules_stale_after_s", as Prometheus' staleness does. Data time, not wall
+time: a replay ticks the same nodes the same way, and every transition is
+dated from the data, so nothing published depends on when a tick ran. A node
+silent for ``node_state_ttl_s`` is forgotten (its table entry deleted at the
+next checkpoint). Event-rule state is ticked the same way from the events
+topic's clock (less the window grace), and deleted once it holds nothing.
+What stays: a partition with no input at all has no clock, so a worker whose
+every node went silent ticks nothing until one sends again.
 
 Alert dispatch (``streams.dispatch_alerts``, on by default) runs
 ``streams.alerting.register_dispatcher`` in the same worker: routes, grouping
@@ -82,6 +90,7 @@ from models.settings import Settings
 from streams import _metrics as M
 from streams.codec import decode_or_dead_letter, encode
 from streams.deadletter import dead_letter
+from streams._idle import PartitionClocks, table_keys
 from streams._publish import BatchPublisher
 from streams.pipeline import NodeState, Pipeline
 from streams.topics import ALERTS, ANOMALIES, DEADLETTER, EVENTS, METRICS, ROLLUPS
@@ -89,6 +98,9 @@ from streams.topics import ALERTS, ANOMALIES, DEADLETTER, EVENTS, METRICS, ROLLU
 __all__ = ["create_app", "make_rule_engine", "PublishedAlerts"]
 
 log = logging.getLogger(__name__)
+
+_TICK_STEP_S = 15.0
+"""How often (partition event time) silent keys are looked for: one scrape interval."""
 
 _ALERT_HISTORY = timedelta(days=1)
 """How far back a worker reads kubepulse.alerts.v1 to learn what was published: far beyond any replay."""
@@ -395,6 +407,9 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
     cache: dict[bytes, NodeState] = {}
     dirty: dict[int, set[bytes]] = defaultdict(set)
     pending: dict[int, list[Any]] = defaultdict(list)
+    forget: dict[int, set[bytes]] = defaultdict(set)  # node keys to delete from the table at the next checkpoint
+    clocks = PartitionClocks(step_s=_TICK_STEP_S)
+    event_clocks = PartitionClocks(step_s=4 * _TICK_STEP_S)  # event state is rewritten when ticked: less often
     interval = s.checkpoint_interval_s
     # `generation` grows at every revocation: a message or checkpoint begun before it is dropped, not
     # acked (its partition may be someone else's now). `busy` is the partition of the message the
@@ -422,7 +437,9 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                 if p == run["busy"]:
                     continue
                 writes = [(key, cache[key].dumps()) for key in dirty.pop(p, ()) if key in cache]
-                snapshot.append((p, writes, pending.pop(p)))
+                # A forgotten node that sent again before this checkpoint is back in the cache: keep it.
+                drops = [key for key in forget.pop(p, ()) if key not in cache]
+                snapshot.append((p, writes, drops, pending.pop(p)))
             run["last_checkpoint"] = time.monotonic()
             if not snapshot:
                 return 0
@@ -430,7 +447,7 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
             if generation != run["generation"]:
                 return 0  # revoked meanwhile: the replay redoes this work where the partition went
             nodes = 0
-            for p, writes, events in snapshot:
+            for p, writes, drops, events in snapshot:
                 for key, data in writes:
                     # Not `table[key] = data`: Faust takes the changelog partition from the current
                     # event, and a checkpoint also runs from the timer and the rebalance hook.
@@ -438,6 +455,10 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                     node_to_state.send_changelog(p, key, data)
                     M.CHECKPOINTS.inc()
                     M.CHECKPOINT_BYTES.inc(len(data))
+                for key in drops:
+                    node_to_state.data.pop(key, None)
+                    node_to_state.send_changelog(p, key, None, value_serializer="raw")  # a tombstone
+                    M.STATES_FORGOTTEN.labels("node_to_state").inc()
                 nodes += len(writes)
                 for ev in events:
                     ev.ack()
@@ -454,6 +475,9 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
         cache.clear()
         dirty.clear()
         pending.clear()
+        forget.clear()
+        clocks.reset()
+        event_clocks.reset()
         published.stale = True
 
     @app.on_partitions_assigned.connect
@@ -520,14 +544,37 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
             else:
                 M.DUPLICATES_SUPPRESSED.labels("alert_transition").inc()
 
-    def load_node(key: bytes) -> NodeState:
+    def load_node(key: bytes, partition: int) -> NodeState:
         st = cache.get(key)
         if st is None:
             raw = node_to_state.get(key)
             st = NodeState.loads(raw) if raw else pipe.new_state(key.decode())
             pipe.attach(st)
             cache[key] = st
+            clocks.keys[partition].add(key)
         return st
+
+    async def tick_silent_nodes(p: int) -> None:
+        """Tick the nodes of partition ``p`` silent for ``rules_stale_after_s``; forget those past the TTL."""
+        now = clocks.time[p]
+        for key in sorted(clocks.keys[p]):  # sorted: the same order, so the same outputs, on a replay
+            st = load_node(key, p)
+            idle = now - st.last_ts
+            if idle < s.rules_stale_after_s:
+                continue
+            if idle >= s.node_state_ttl_s:
+                log.info("forgetting node %s: silent for %.0f s of event time", key.decode(), idle)
+                cache.pop(key, None)
+                dirty[p].discard(key)
+                clocks.keys[p].discard(key)
+                forget[p].add(key)
+                continue
+            out = pipe.tick(st, now)
+            if out.changed:
+                M.SILENT_TICKS.labels("node_to_state").inc()
+                dirty[p].add(key)
+            await publish_transitions(out.transitions)
+            await send_many("rollups", out.rollup_records)
 
     @app.agent(metrics_topic, name="process_scrapes")
     async def process_scrapes(stream: faust.StreamT) -> None:
@@ -550,7 +597,9 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                                       error_type="key_mismatch")
                 else:
                     key = msg.key or scrape.key.encode()
-                    st = load_node(key)
+                    if not clocks.known(p):
+                        clocks.keys[p] |= table_keys(node_to_state, p)  # after a restart: silent ones too
+                    st = load_node(key, p)
                     t0 = time.perf_counter()
                     out = pipe.process(st, scrape, offset=msg.offset)
                     M.PROCESS_SECONDS.observe(time.perf_counter() - t0)
@@ -565,6 +614,8 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                         for a in out.anomalies:
                             await send("anomalies", a.series_id, a)
                         await send_many("rollups", out.rollup_records)
+                        if clocks.advance(p, scrape.timestamp.timestamp()):
+                            await tick_silent_nodes(p)
             except Exception as exc:  # noqa: BLE001 - nothing escapes an agent: dead-letter and go on
                 log.exception("scrape at %s[%s]@%s failed", msg.topic, p, msg.offset)
                 await send_dead_letter(exc, stage="windows", message=msg)
@@ -576,6 +627,33 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
             pending[p].append(event)
             if time.monotonic() - run["last_checkpoint"] >= interval:
                 await checkpoint()
+
+    async def tick_event_keys(p: int, *, skip: bytes) -> None:
+        """Tick the event-rule states of partition ``p`` to its clock less the grace; delete the empty ones.
+
+        Runs inside the events agent (Faust writes the changelog to the current event's partition,
+        which is ``p``). An Event arriving later for a ticked object counts at the time it was ticked to.
+        """
+        assert event_engine is not None
+        now = datetime.fromtimestamp(event_clocks.time[p] - s.window_grace_s, UTC)
+        keys = event_clocks.keys[p]
+        for kb in sorted(keys):
+            if kb == skip:
+                continue
+            raw = event_key_to_rules.get(kb)
+            if raw is None:
+                keys.discard(kb)
+                continue
+            offset, rules_bytes = pickle.loads(raw)  # our own changelog, never foreign input
+            rstate = event_engine.state_from_bytes(rules_bytes)
+            await publish_transitions(event_engine.tick(now, state=rstate))
+            if not len(rstate):
+                del event_key_to_rules[kb]
+                keys.discard(kb)
+                M.STATES_FORGOTTEN.labels("event_key_to_rules").inc()
+            elif rstate.dirty:
+                event_key_to_rules[kb] = pickle.dumps((offset, rstate.to_bytes()))
+                M.SILENT_TICKS.labels("event_key_to_rules").inc()
 
     @app.agent(events_topic, name="process_events")
     async def process_events(stream: faust.StreamT) -> None:
@@ -610,7 +688,14 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                 # The engine's sequence numbers make a transition replayed before this write a duplicate
                 # that PublishedAlerts drops.
                 await publish_transitions(transitions)
-                event_key_to_rules[key.encode()] = pickle.dumps((msg.offset, rstate.to_bytes()))
+                kb = key.encode()
+                event_key_to_rules[kb] = pickle.dumps((msg.offset, rstate.to_bytes()))
+                p = msg.partition
+                if not event_clocks.known(p):
+                    event_clocks.keys[p] |= table_keys(event_key_to_rules, p)
+                event_clocks.keys[p].add(kb)
+                if ev.timestamp is not None and event_clocks.advance(p, ev.timestamp.timestamp()):
+                    await tick_event_keys(p, skip=kb)
             except Exception as exc:  # noqa: BLE001 - nothing escapes an agent
                 log.exception("event at %s[%s]@%s failed", msg.topic, msg.partition, msg.offset)
                 await send_dead_letter(exc, stage="rules", message=msg)

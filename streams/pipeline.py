@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -92,7 +93,7 @@ class Outputs:
     same as :class:`Rollup` records, for tests and tools.
     """
 
-    __slots__ = ("rollup_records", "anomalies", "transitions", "samples", "late_dropped", "replayed")
+    __slots__ = ("rollup_records", "anomalies", "transitions", "samples", "late_dropped", "replayed", "changed")
 
     def __init__(self) -> None:
         self.rollup_records: list[tuple[str, bytes]] = []
@@ -101,6 +102,8 @@ class Outputs:
         self.samples = 0
         self.late_dropped = 0
         self.replayed = False
+        self.changed = True
+        """False only from :meth:`Pipeline.tick` when the node's state did not move (nothing to write)."""
 
     @property
     def rollups(self) -> list[Rollup]:
@@ -220,6 +223,35 @@ class Pipeline:
             sh = self._shapes[(kind, len(names))] = _Shape(kind, names, windowed=self.windowed, scored=self.scored,
                                                             engine=self.engine)
         return sh
+
+    def tick(self, state: NodeState, now: float) -> Outputs:
+        """Move a silent node's event time to ``now`` (seconds): close its windows, let its alerts go stale.
+
+        The worker calls this for a node that sent nothing while its partition's
+        event time moved on (see ``streams.app``): without it a node that went
+        away would keep its last windows open and its alerts firing forever.
+        Rollups and transitions come out as from :meth:`process`, with the
+        times the data gives them (a stale alert resolves at ``last seen +
+        rules_stale_after_s``), so when the tick runs does not change them.
+        Detectors and ``last_ts`` are untouched: the node's next scrape is
+        scored as usual, and a sample older than ``now - window_grace_s`` is
+        late.
+        """
+        out = Outputs()
+        w = state.windows
+        before = (w.event_time, len(w.open), len(w.closed))
+        out.rollup_records = w.advance(now, node=state.key.split("/", 1)[-1])
+        changed = before != (w.event_time, len(w.open), len(w.closed))
+        if self.engine is not None:
+            if state.rules is None or isinstance(state.rules, bytes):
+                self.attach(state)
+            rstate = state.rules
+            was_dirty, rstate.dirty = rstate.dirty, False
+            out.transitions = self.engine.tick(datetime.fromtimestamp(now, UTC), state=rstate)
+            changed = changed or rstate.dirty or bool(out.transitions)
+            rstate.dirty = rstate.dirty or was_dirty
+        out.changed = changed
+        return out
 
     def process(self, state: NodeState, scrape: NodeScrape, *, offset: int = -1) -> Outputs:
         out = Outputs()

@@ -180,3 +180,31 @@ def test_a_node_state_of_the_earlier_dict_layout_loads_and_closes_its_windows_ex
     got = by_window(st.windows.advance(T0 + 60, node="n1"))
     assert (got[("1m", T0)].sum, got[("1m", T0)].count, got[("1m", T0)].last) == (7.0, 3, 2.0)
     assert (got[("5m", T0 - 240)].count, got[("5m", T0 - 240)].min) == (4, 0.5)
+
+
+def test_tick_of_a_silent_node_closes_its_windows_and_resolves_its_alert_at_last_seen_plus_staleness(tmp_path) -> None:  # noqa: ANN001
+    from streams.rules import RuleEngine
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("groups:\n  - name: g\n    rules:\n      - alert: NodeCPUHigh\n        metric: node.cpu_cores\n"
+                     "        op: '>'\n        threshold: 2.0\n        severity: warning\n")
+    settings = load_settings(streams={"window_grace_s": 0, "rules_files": [rules], "use_default_rules": False})
+    pipe = Pipeline(settings, engine=RuleEngine.from_settings(settings))
+    st = pipe.new_state("c1/n1")
+    fired = [t for i in range(3) for t in pipe.process(st, scrape(i, 3.0), offset=i).transitions]
+    assert [t.status for t in fired] == ["firing"]
+    last_seen = T0 + 30  # scrape 2, then silence
+
+    early = pipe.tick(st, last_seen + 100)  # silent, but not yet stale
+    assert early.transitions == []
+    assert ("1m", T0) in by_window(early.rollup_records), "the minute the node was last seen in closed"
+
+    late = pipe.tick(st, last_seen + 400)
+    [resolved] = late.transitions
+    assert (resolved.status, resolved.fingerprint, resolved.ends_at) == (
+        "resolved", fired[0].fingerprint, datetime.fromtimestamp(last_seen + 300, UTC))
+    assert late.changed and not pipe.tick(st, last_seen + 400).changed, "a second tick to the same time changes nothing"
+    again = pipe.tick(st, last_seen + 900)
+    assert again.transitions == [] and again.rollup_records == []
+    # The detectors and the node's own clock did not move: its next scrape is processed as usual.
+    assert st.last_ts == last_seen and pipe.process(st, scrape(80, 1.0), offset=3).samples == 5
