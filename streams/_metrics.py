@@ -35,7 +35,7 @@ DUPLICATES_SUPPRESSED = Counter(
     "Replayed inputs or alert transitions already applied/published before a restart.",
     ["kind"],
 )
-CHECKPOINTS = Counter("kubepulse_stream_checkpoints_total", "Node states written to the state table (changelog).")
+CHECKPOINTS = Counter("kubepulse_stream_checkpoints_total", "States written to a state table (changelog).", ["table"])
 SILENT_TICKS = Counter(
     "kubepulse_stream_silent_ticks_total", "Silent keys ticked forward to their partition's event time.", ["table"]
 )
@@ -43,7 +43,9 @@ STATES_FORGOTTEN = Counter(
     "kubepulse_stream_states_forgotten_total", "Table entries deleted (silent past node_state_ttl_s, or empty).",
     ["table"],
 )
-CHECKPOINT_BYTES = Counter("kubepulse_stream_checkpoint_bytes_total", "Bytes of node state written to the changelog.")
+CHECKPOINT_BYTES = Counter(
+    "kubepulse_stream_checkpoint_bytes_total", "Bytes of state written to a table's changelog.", ["table"]
+)
 CONSUMER_LAG = Gauge("kubepulse_stream_consumer_lag", "Highwater minus the offset being processed.", ["topic", "partition"])
 PROCESS_SECONDS = Histogram(
     "kubepulse_stream_process_seconds",

@@ -15,7 +15,7 @@ State and recovery. Node state (``node_to_state``) and event-rule state
 state is written every ``streams.checkpoint_interval_s`` (one changelog
 record per changed node, not one per series or per scrape), and the agent
 acks its input messages only once the state that includes them is written
-(``checkpoint()``: snapshot, flush outputs, write states, ack): Faust commits
+(``streams._checkpoint``: snapshot, flush outputs, write states, ack): Faust commits
 offsets only up to the first unacked message, so after a crash the replay
 starts at or before every node's checkpoint. The state records the offset it
 includes, so a replayed message already in it is skipped: windows and
@@ -77,7 +77,6 @@ import asyncio
 import logging
 import pickle
 import time
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -90,6 +89,7 @@ from models.settings import Settings
 from streams import _metrics as M
 from streams.codec import decode_or_dead_letter, encode
 from streams.deadletter import dead_letter
+from streams._checkpoint import Checkpoints
 from streams._idle import PartitionClocks, table_keys
 from streams._publish import BatchPublisher
 from streams.pipeline import NodeState, Pipeline
@@ -403,66 +403,18 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
     node_to_state = table("node_to_state")
     event_key_to_rules = table("event_key_to_rules")
     published = PublishedAlerts(settings)
-    # In-memory working copies of the table entries, per partition, and what waits for a checkpoint.
-    cache: dict[bytes, NodeState] = {}
-    dirty: dict[int, set[bytes]] = defaultdict(set)
-    pending: dict[int, list[Any]] = defaultdict(list)
-    forget: dict[int, set[bytes]] = defaultdict(set)  # node keys to delete from the table at the next checkpoint
     clocks = PartitionClocks(step_s=_TICK_STEP_S)
     event_clocks = PartitionClocks(step_s=4 * _TICK_STEP_S)  # event state is rewritten when ticked: less often
-    interval = s.checkpoint_interval_s
-    # `generation` grows at every revocation: a message or checkpoint begun before it is dropped, not
-    # acked (its partition may be someone else's now). `busy` is the partition of the message the
-    # agent is in the middle of (its node state may be ahead of what was sent): never checkpointed.
-    run: dict[str, Any] = {"generation": 0, "busy": None, "last_checkpoint": time.monotonic()}
-    checkpoint_lock = asyncio.Lock()
 
     async def flush_outputs() -> None:
         """Wait until every output sent so far is on its topic (rollups, anomalies, alerts, dead letters)."""
         await app.producer.flush()
 
-    async def checkpoint() -> int:
-        """Write the changed node states to the table, then ack the messages they include; return how many nodes.
-
-        Order is what makes a crash anywhere safe: (1) the states are serialised at a point where no
-        message is half done, (2) the outputs of those messages are flushed, (3) the states go to the
-        changelog, (4) the messages are acked, and Faust commits them later, flushing the changelog
-        first. So a committed offset is always covered by a written state, and a written state never
-        includes a message whose outputs could still be lost.
-        """
-        async with checkpoint_lock:
-            generation = run["generation"]
-            snapshot: list[tuple[int, list[tuple[bytes, bytes]], list[Any]]] = []
-            for p in list(pending):
-                if p == run["busy"]:
-                    continue
-                writes = [(key, cache[key].dumps()) for key in dirty.pop(p, ()) if key in cache]
-                # A forgotten node that sent again before this checkpoint is back in the cache: keep it.
-                drops = [key for key in forget.pop(p, ()) if key not in cache]
-                snapshot.append((p, writes, drops, pending.pop(p)))
-            run["last_checkpoint"] = time.monotonic()
-            if not snapshot:
-                return 0
-            await flush_outputs()
-            if generation != run["generation"]:
-                return 0  # revoked meanwhile: the replay redoes this work where the partition went
-            nodes = 0
-            for p, writes, drops, events in snapshot:
-                for key, data in writes:
-                    # Not `table[key] = data`: Faust takes the changelog partition from the current
-                    # event, and a checkpoint also runs from the timer and the rebalance hook.
-                    node_to_state.data[key] = data
-                    node_to_state.send_changelog(p, key, data)
-                    M.CHECKPOINTS.inc()
-                    M.CHECKPOINT_BYTES.inc(len(data))
-                for key in drops:
-                    node_to_state.data.pop(key, None)
-                    node_to_state.send_changelog(p, key, None, value_serializer="raw")  # a tombstone
-                    M.STATES_FORGOTTEN.labels("node_to_state").inc()
-                nodes += len(writes)
-                for ev in events:
-                    ev.ack()
-            return nodes
+    # Working copies of the table entries, and what waits for a checkpoint (streams._checkpoint).
+    cp = Checkpoints(interval_s=s.checkpoint_interval_s, flush=flush_outputs)
+    metrics_name = metrics_topic.get_topic_name()
+    cache: dict[bytes, NodeState] = cp.register(metrics_name, node_to_state, "node_to_state")
+    checkpoint = cp.checkpoint
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender: Any, revoked: Any, **kw: Any) -> None:
@@ -470,12 +422,8 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
         # to here as already applied), then drop the working copies: Faust seeks every assigned
         # partition back to its committed offset, and the table plus that replay rebuild them.
         await checkpoint()
-        run["generation"] += 1
+        cp.revoked()
         guard.reset()
-        cache.clear()
-        dirty.clear()
-        pending.clear()
-        forget.clear()
         clocks.reset()
         event_clocks.reset()
         published.stale = True
@@ -489,10 +437,10 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
         # The consumer commits what is acked when it stops, after this: a clean stop replays nothing.
         await checkpoint()
 
-    @app.timer(max(0.1, interval / 2))
+    @app.timer(max(0.1, s.checkpoint_interval_s / 2))
     async def checkpoint_idle_partitions() -> None:
-        """The agent checkpoints as it goes; this covers a partition whose input paused (its tail stays unacked otherwise)."""
-        if time.monotonic() - run["last_checkpoint"] >= interval:
+        """The agents checkpoint as they go; this covers a partition whose input paused (its tail stays unacked otherwise)."""
+        if cp.due():
             await checkpoint()
         if not app.rebalancing:
             await guard.repair_stalls()
@@ -557,6 +505,7 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
     async def tick_silent_nodes(p: int) -> None:
         """Tick the nodes of partition ``p`` silent for ``rules_stale_after_s``; forget those past the TTL."""
         now = clocks.time[p]
+        tp = (metrics_name, p)
         for key in sorted(clocks.keys[p]):  # sorted: the same order, so the same outputs, on a replay
             st = load_node(key, p)
             idle = now - st.last_ts
@@ -565,14 +514,14 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
             if idle >= s.node_state_ttl_s:
                 log.info("forgetting node %s: silent for %.0f s of event time", key.decode(), idle)
                 cache.pop(key, None)
-                dirty[p].discard(key)
+                cp.dirty[tp].discard(key)
                 clocks.keys[p].discard(key)
-                forget[p].add(key)
+                cp.forget[tp].add(key)
                 continue
             out = pipe.tick(st, now)
             if out.changed:
                 M.SILENT_TICKS.labels("node_to_state").inc()
-                dirty[p].add(key)
+                cp.dirty[tp].add(key)
             await publish_transitions(out.transitions)
             await send_many("rollups", out.rollup_records)
 
@@ -585,8 +534,9 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                 continue
             M.RECORDS_IN.labels(msg.topic).inc()
             p = msg.partition
-            generation = run["generation"]
-            run["busy"] = p
+            tp = (msg.topic, p)
+            generation = cp.generation
+            cp.busy.add(tp)
             try:
                 scrape = decode_or_dead_letter(NodeScrape, msg.value, source_topic=msg.topic, partition=p,
                                                offset=msg.offset, key=msg.key)
@@ -606,7 +556,7 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                     if out.replayed:
                         M.DUPLICATES_SUPPRESSED.labels("input").inc()
                     else:
-                        dirty[p].add(key)
+                        cp.dirty[tp].add(key)
                         M.SAMPLES_IN.inc(out.samples)
                         if out.late_dropped:
                             M.LATE_SAMPLES_DROPPED.labels("window closed").inc(out.late_dropped)
@@ -619,13 +569,11 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
             except Exception as exc:  # noqa: BLE001 - nothing escapes an agent: dead-letter and go on
                 log.exception("scrape at %s[%s]@%s failed", msg.topic, p, msg.offset)
                 await send_dead_letter(exc, stage="windows", message=msg)
-            run["busy"] = None
-            if generation != run["generation"]:
-                # Revoked while this message was in flight: its partition is replayed from the commit,
-                # here or on another worker; acking it now could commit past unwritten state.
-                continue
-            pending[p].append(event)
-            if time.monotonic() - run["last_checkpoint"] >= interval:
+            cp.busy.discard(tp)
+            # Revoked while this message was in flight: its partition is replayed from the commit, here
+            # or on another worker, and acking it now could commit past unwritten state (hold drops it).
+            cp.hold(tp, event, generation)
+            if cp.due():
                 await checkpoint()
 
     async def tick_event_keys(p: int, *, skip: bytes) -> None:
