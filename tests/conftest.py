@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from models.settings import Settings, load_settings
+from tests.kafkautil import SESSION, new_run_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,8 +82,10 @@ def _delete_this_sessions_topics() -> Iterator[None]:
 
     Thousands of leftover topics make every later broker start slow (each
     partition's log is loaded), which is how a CI run would creep past the
-    stack's start timeout. Only topics that did not exist when the session
-    began are deleted, so a concurrent session's topics survive it.
+    stack's start timeout. Only topics named after this session's id
+    (``tests.kafkautil.SESSION``) are deleted, so a concurrent session's
+    topics survive it (deleting every test topic created meanwhile removed
+    another session's topics in the middle of its tests).
     """
     bootstrap = load_settings().kafka.bootstrap_servers
     host, _, port = bootstrap.split(",")[0].rpartition(":")
@@ -91,7 +93,8 @@ def _delete_this_sessions_topics() -> Iterator[None]:
     yield
     if before is None or not _reachable(host, int(port)):
         return
-    created = sorted(asyncio.run(_test_topics(bootstrap)) - before)
+    mine = (f"t{SESSION}", f"kp-test-{SESSION}")
+    created = sorted(t for t in asyncio.run(_test_topics(bootstrap)) - before if t.startswith(mine))
     if created:
         asyncio.run(_delete_topics(bootstrap, created))
 
@@ -99,7 +102,7 @@ def _delete_this_sessions_topics() -> Iterator[None]:
 @pytest.fixture
 def run_id() -> str:
     """A short id unique to this test: topic prefix, consumer group and index prefix hang on it."""
-    return uuid.uuid4().hex[:10]
+    return new_run_id()
 
 
 @pytest.fixture

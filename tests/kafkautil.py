@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -11,6 +12,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from models.codec import encode
 from models.records import Record
 from models.settings import Settings
+
+
+SESSION = uuid.uuid4().hex[:4]
+"""This pytest session's id: every test topic and consumer group starts with it (``new_run_id``), so the
+session deletes its own topics at the end and never those of another session sharing the broker."""
+
+
+def new_run_id() -> str:
+    """A short id unique to one test (or one module's worker): topic prefix ``t<id>.``, group ``kp-test-<id>``."""
+    return SESSION + uuid.uuid4().hex[:8]
 
 
 async def create_topics(settings: Settings, names: list[str], *, partitions: int = 4) -> None:
