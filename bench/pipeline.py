@@ -232,6 +232,8 @@ async def main() -> None:
     ap.add_argument("--steps", type=int, default=32, help="scrapes per node (15 s apart in simulated time)")
     ap.add_argument("--markers", type=int, default=60)
     ap.add_argument("--marker-rate", type=float, default=4.0, help="marker scrapes per second")
+    ap.add_argument("--cluster-aggregates", choices=("on", "off"), default=None,
+                    help="streams.cluster_aggregates for the worker (default: the settings' default)")
     ap.add_argument("--py-spy", metavar="FILE", help="record the worker with py-spy (collapsed stacks) into FILE")
     ap.add_argument("--worker-root", metavar="DIR", type=Path,
                     help="run the worker from another checkout (e.g. `git archive` of an older commit) for a before/after")
@@ -267,6 +269,9 @@ async def main() -> None:
         KUBEPULSE_HTTP_PORT=str(port),
         KUBEPULSE_LOG_LEVEL="WARNING",
     )
+    if args.cluster_aggregates:
+        env["KUBEPULSE_STREAMS__CLUSTER_AGGREGATES"] = "true" if args.cluster_aggregates == "on" else "false"
+    aggregates_on = (args.cluster_aggregates == "on") if args.cluster_aggregates else settings.streams.cluster_aggregates
     log = open(tmp / "worker.log", "wb")
     cmd, cwd = [str(Path(sys.executable).parent / "kubepulse"), "worker"], ROOT
     if args.worker_root:
@@ -342,6 +347,7 @@ async def main() -> None:
         "worker_cpu_s": round(cpu, 2),
         "samples_per_worker_cpu_s": round(done / cpu) if cpu else None,
         "alert_transitions_measured": len(lat),
+        "cluster_aggregates": aggregates_on,
         "mode": "one `kubepulse worker` subprocess (Faust), default rule pack + marker rule, real Kafka",
         "worker_root": str(args.worker_root or ROOT),
     }))

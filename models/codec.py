@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from models.errors import RecordError
 from models.records import Record
 
-__all__ = ["encode", "decode"]
+__all__ = ["encode", "decode", "decode_list"]
 
 R = TypeVar("R", bound=Record)
 
@@ -33,12 +33,41 @@ def decode(model: type[R], data: bytes | str | None) -> R:
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        if errors and errors[0]["type"] == "json_invalid":
-            raise RecordError(f"invalid JSON: {errors[0]['ctx']['error']}", error_type="json_invalid") from exc
-        parts = []
-        for e in errors[:5]:
-            loc = ".".join(str(p) for p in e["loc"]) or model.__name__
-            parts.append(f"{loc}: {e['msg']}")
-        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-        raise RecordError(f"not a valid {model.__name__}: " + "; ".join(parts) + more, error_type="validation") from exc
+        raise _record_error(exc, model.__name__) from exc
+
+
+def decode_list(model: type[R], data: bytes | str | None) -> list[R]:
+    """Validate ``data`` as a JSON array of ``model`` records (a batch on an internal topic), like :func:`decode`.
+
+    >>> from models.records import Rollup
+    >>> decode_list(Rollup, b"[]")
+    []
+    >>> decode_list(Rollup, b'[{"series_id": 1}]')
+    Traceback (most recent call last):
+    ...
+    models.errors.RecordError: not a valid list of Rollup: 0.series_id: Input should be a valid string; ...
+    """
+    if data is None:
+        raise RecordError("empty message (no value)", error_type="empty")
+    adapter = _LIST_ADAPTERS.get(model)
+    if adapter is None:
+        adapter = _LIST_ADAPTERS[model] = TypeAdapter(list[model])  # type: ignore[valid-type]
+    try:
+        return adapter.validate_json(data)
+    except ValidationError as exc:
+        raise _record_error(exc, f"list of {model.__name__}") from exc
+
+
+_LIST_ADAPTERS: dict[type, TypeAdapter] = {}
+
+
+def _record_error(exc: ValidationError, what: str) -> RecordError:
+    errors = exc.errors(include_url=False)
+    if errors and errors[0]["type"] == "json_invalid":
+        return RecordError(f"invalid JSON: {errors[0]['ctx']['error']}", error_type="json_invalid")
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(p) for p in e["loc"]) or what
+        parts.append(f"{loc}: {e['msg']}")
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return RecordError(f"not a valid {what}: " + "; ".join(parts) + more, error_type="validation")

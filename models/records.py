@@ -15,6 +15,7 @@ topic              key                           record
 =================  ============================  ==========================
 metrics.v1         ``cluster/node``              :class:`NodeScrape`
 events.v1          ``cluster/namespace/object``  :class:`KubeEvent`
+quotas.v1          ``cluster/namespace/name``    :class:`QuotaScrape`
 rollups.v1         series id                     :class:`Rollup`
 anomalies.v1       series id                     :class:`Anomaly`
 alerts.v1          alert fingerprint             :class:`AlertTransition`
@@ -49,6 +50,7 @@ __all__ = [
     "NodeScrape",
     "ObjectRef",
     "KubeEvent",
+    "QuotaScrape",
     "Rollup",
     "Anomaly",
     "AlertTransition",
@@ -278,6 +280,37 @@ class KubeEvent(Record):
     @property
     def timestamp(self) -> datetime | None:
         return self.last_seen or self.first_seen
+
+
+# --------------------------------------------------------------------------
+# ResourceQuotas (kubepulse.quotas.v1)
+# --------------------------------------------------------------------------
+
+Quantity = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class QuotaScrape(Record):
+    """One ResourceQuota of one namespace at one time: its hard limits and how much of each is used.
+
+    ``hard`` and ``used`` are the quota's ``status.hard`` and ``status.used``
+    (what the API server enforces), keyed by resource name as Kubernetes
+    writes it (``requests.cpu``, ``limits.memory``, ``pods``,
+    ``count/deployments.apps``, ``requests.storage``...). Quantities are plain
+    numbers: cores for CPU, bytes for memory and storage, a count otherwise.
+    A resource in ``hard`` with no ``used`` entry has not been counted yet.
+    """
+
+    cluster: Name
+    namespace: Name
+    name: Name
+    timestamp: AwareDatetime
+    source: Literal["kubernetes", "simulator"] = "kubernetes"
+    hard: dict[Name, Quantity] = Field(default_factory=dict)
+    used: dict[Name, Quantity] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.cluster}/{self.namespace}/{self.name}"
 
 
 # --------------------------------------------------------------------------
@@ -511,6 +544,7 @@ class AlertGroupState(Record):
 RECORD_TYPES: dict[str, type[Record]] = {
     "metrics": NodeScrape,
     "events": KubeEvent,
+    "quotas": QuotaScrape,
     "rollups": Rollup,
     "anomalies": Anomaly,
     "alerts": AlertTransition,

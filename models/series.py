@@ -10,6 +10,7 @@ predictably::
     prod-eu/shop/cart-7d9/iface:eth0/pod.network.rx_bytes_per_s     a pod interface
     prod-eu/-/node:ip-10-0-1-7/-/node.memory_node_share             a node
     prod-eu/-/node:ip-10-0-1-7/iface:eth0/node.network.rx_errors_per_s
+    prod-eu/shop/quota:compute/resource:requests.cpu/quota.used_share   a ResourceQuota's resource
 
 Metric names are ``<entity>.<field>`` with the record's field names, so the
 unit is in the name; these are what rule files select on.
@@ -20,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from models.records import Filesystem, Interface, NodeScrape
+from models.records import Filesystem, Interface, NodeScrape, QuotaScrape
 
-__all__ = ["Entity", "entities", "series_id", "split_series_id", "METRICS"]
+__all__ = ["Entity", "entities", "quota_entities", "series_id", "split_series_id", "METRICS"]
 
 _USAGE = (
     "cpu_cores",
@@ -54,6 +55,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     + tuple(f"container.rootfs.{f}" for f in ("used_bytes", "used_share"))
     + ("container.memory_limit_bytes", "container.memory_request_bytes"),
     "volume": tuple(f"volume.{f}" for f in (*_FS, "used_share", "inodes_used_share")),
+    "quota": ("quota.used", "quota.hard", "quota.used_share"),
 }
 """Every metric name, by the kind of entity that carries it."""
 
@@ -207,3 +209,33 @@ def entities(scrape: NodeScrape) -> Iterator[Entity]:
                     ("container.memory_request_bytes", ct.requests.memory_bytes),
                 ],
             )
+
+
+def quota_entities(quota: QuotaScrape) -> Iterator[Entity]:
+    """One entity per resource a ResourceQuota limits (its ``hard`` keys), in name order.
+
+    ``quota.used_share`` is used / hard (None while the resource is not counted yet, or for a hard
+    limit of 0, which nothing may use). A ``/`` in a resource name (``count/deployments.apps``) is
+    written ``%2F`` in the series id, so the id keeps its five slots; the ``resource`` label keeps it.
+
+    >>> from datetime import datetime, timezone
+    >>> q = QuotaScrape(cluster="c1", namespace="shop", name="compute", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    ...     hard={"requests.cpu": 4.0, "count/deployments.apps": 10}, used={"requests.cpu": 3.0})
+    >>> [(e.prefix, e.labels["resource"], dict(e.metrics)["quota.used_share"]) for e in quota_entities(q)]
+    [('c1/shop/quota:compute/resource:count%2Fdeployments.apps/', 'count/deployments.apps', None), \
+('c1/shop/quota:compute/resource:requests.cpu/', 'requests.cpu', 0.75)]
+    """
+    c, ns, name = quota.cluster, quota.namespace, quota.name
+    for resource in sorted(quota.hard):
+        hard = quota.hard[resource]
+        used = quota.used.get(resource)
+        yield Entity(
+            "quota",
+            f"{c}/{ns}/quota:{name}/resource:{resource.replace('/', '%2F')}/",
+            {"cluster": c, "namespace": ns, "resourcequota": name, "resource": resource},
+            [
+                ("quota.used", used),
+                ("quota.hard", hard),
+                ("quota.used_share", used / hard if used is not None and hard > 0 else None),
+            ],
+        )

@@ -232,10 +232,9 @@ class StreamsSettings(_Group):
     dispatch_alerts: bool = True
     """Run the alert dispatcher (routes, grouping, receivers of ``alerting``) inside each worker; off when
     ``kubepulse alerting run`` runs it as its own process. One worker of the group dispatches at a time."""
-    cluster_aggregates: bool = False
+    cluster_aggregates: bool = True
     """Also sum the per-node partial rollups into cluster-wide workload, namespace and cluster rollups
-    (``streams/aggregates.py``). Off by default: it re-reads every rollup, which halved one worker's
-    throughput in ``bench/pipeline.py``; turn it on in one worker group sized for it."""
+    (``streams/aggregates.py``): a few records per node and window through an internal topic."""
 
     @field_validator("node_state_ttl_s")
     @classmethod
@@ -268,6 +267,8 @@ class RetentionSettings(_Group):
 
     metrics_days: int = Field(7, ge=1)
     events_days: int = Field(30, ge=1)
+    quotas_days: int = Field(30, ge=1)
+    """ResourceQuota documents (a few per namespace per scrape): a month of capacity history."""
     rollups_days: int = Field(90, ge=1)
     anomalies_days: int = Field(90, ge=1)
     alerts_days: int = Field(365, ge=1)

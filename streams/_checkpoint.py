@@ -72,10 +72,17 @@ class Checkpoints:
     def due(self) -> bool:
         return time.monotonic() - self.last >= self.interval_s
 
-    def hold(self, tp: TP, event: Any, generation: int) -> None:
-        """A message is done: ack it at the next checkpoint, unless a revocation came in between."""
+    async def done(self, tp: TP, event: Any, generation: int) -> None:
+        """An agent finished a message begun at ``generation``: ack it at the next checkpoint (now if due).
+
+        Revoked while it was in flight, it is dropped instead: its partition is replayed from the
+        commit, here or on another worker, and acking it could commit past unwritten state.
+        """
+        self.busy.discard(tp)
         if generation == self.generation:
             self.pending[tp].append(event)
+        if self.due():
+            await self.checkpoint()
 
     async def checkpoint(self) -> int:
         """Write the changed states, then ack the messages they include; return how many states were written."""

@@ -1,26 +1,25 @@
-"""Reads kubepulse.rollups.v1 (per-node partial aggregates), writes kubepulse.rollups.v1 (cluster-wide workload, namespace and cluster rollups).
+"""Cluster-wide workload, namespace and cluster rollups, summed from the per-node partials of every node of a cluster.
 
 ``streams.pipeline`` sums pod usage per node: for each closed window it
-publishes per-node partials (series ids carry ``node:N``)::
+publishes per-node partials (series ids carry ``node:N``) to
+kubepulse.rollups.v1 like any rollup::
 
     c/ns/workload:W/node:N/workload.cpu_cores     level workload
     c/ns/-/node:N/namespace.cpu_cores             level namespace
     c/-/node:N/-/node.pods_cpu_cores              level node (also memory and *_allocatable_share)
 
-Two agents here add them up over all nodes of a cluster:
-
-``route_node_partials``  kubepulse.rollups.v1 → kubepulse.aggregates-repartition.v1, keyed by cluster
-    (rollups are keyed by series id, so one cluster's partials are spread over
-    partitions; re-keying brings them to one partition, hence one worker). It
-    looks at the key only: no decoding of the ~1,000 other rollups per node.
-``aggregate_clusters``   kubepulse.aggregates-repartition.v1 → kubepulse.rollups.v1::
+The worker that produced them also sends them, keyed by cluster, to the
+internal kubepulse.aggregates-repartition.v1 (:meth:`Aggregates.forward`):
+rollups are keyed by series id, so one cluster's partials are spread over
+partitions, and re-keying brings them to one partition, hence one worker.
+Forwarding at the source costs a few records per node and window; reading
+them back from the rollups topic would mean reading every rollup.
+``aggregate_clusters`` (in every worker, same consumer group) sums them::
 
     c/ns/workload:W/-/workload.cpu_cores          level workload, node None
     c/ns/-/-/namespace.cpu_cores                  level namespace, node None
     c/-/-/-/cluster.pods_cpu_cores                level cluster (also pods_memory_working_set_bytes)
     c/-/-/-/cluster.cpu_allocatable_share         level cluster (memory too), if every node has its share
-
-Its outputs have ``node`` None, so the router never routes them again.
 
 Semantics of a summed rollup (per target, window and window start, over the
 node partials that arrived): ``mean``, ``last`` and ``sum`` are the sums of
@@ -34,57 +33,54 @@ A cluster share divides by the cluster's allocatable, recovered per node as
 constant in the window, since share = usage / allocatable per scrape); it is
 left out if a contributing node has no share partial (allocatable unknown).
 
-When a window is complete. The partials of one node reach kubepulse.rollups.v1
-in window order, but spread over its partitions (keyed by series id), and a
-consumer may read one partition well ahead of another (a backlog at start-up
-or after a restart). So the router
-forwards the source partition (header ``kp-src``) and the aggregator keeps a
-watermark per cluster, window kind and source partition: the newest
-``window_start`` it delivered. A bucket ``(cluster, window, start)`` closes,
-and is published once, when every source partition that has carried this
-cluster's partials is past ``start + 60 s + window_grace_s`` (strictly):
-a node publishes window ``start + 60`` only once its event time passed that
-window's end plus grace, so one whole further window of event time separates
-the close from the last partial that could belong to the bucket (nodes
-lagging the cluster by more than that are late). A partition that has not
-delivered any partial of the cluster yet cannot hold a bucket (the aggregator
-does not know it will), so a backlog read very unevenly at start-up can still
-close a first window early: its late partials are then dropped and logged.
-A source partition that
-stops carrying the cluster (its series went away) would hold the buckets
-forever, so a bucket also closes once the newest watermark is
-``_STALLED_WINDOWS`` windows further. A partial for a closed bucket is dropped
-(logged, counted in ``late``): nothing is published twice for a window.
-Given the order partials arrive in, the outputs are deterministic.
+When a window is complete. One node's partials arrive in window order (one
+worker publishes them, in order, to one partition). The aggregator keeps a
+watermark per cluster, window kind and node: the newest ``window_start`` it
+delivered. A bucket ``(cluster, window, start)`` closes, and is published
+once, when every node that has carried this cluster's partials is past
+``start + 60 s + window_grace_s`` (strictly): a node publishes window
+``start + 60`` only once its event time passed that window's end plus grace,
+so one whole further window of event time separates the close from the last
+partial that could belong to the bucket. A node that stops sending would hold
+the buckets forever, so a bucket also closes once the newest watermark is
+``_STALLED_WINDOWS`` windows further; a cluster that stops sending altogether
+is flushed by its partition's clock (as silent nodes are, ``streams._idle``).
+A partial for a closed bucket is dropped and counted (``late``); a node's
+second partial for one target of one bucket (the replay of its scrapes after
+a crash re-sends them, byte for byte) is ignored. Given the order partials
+arrive in, the outputs are deterministic.
 
-State, and its trade-off. The open buckets live in memory, per worker, and
-are dropped when partitions are revoked. They are small (at most a few open
-windows per cluster) and the partials are on kubepulse.rollups.v1 anyway, so
-a table was not worth a changelog write per partial. The cost: after a crash
-or a rebalance, a bucket that was open is published from the partials read
-after the offset the router/aggregator resumes at, so it can undercount once
-(and a replayed, already closed window can be published again with those
-partial values). Known gap, like the node windows': a cluster that goes
-silent keeps its last buckets open until it sends data again.
+State. Each cluster's open buckets and watermarks are one entry of the table
+``cluster_to_aggregates`` (changelog-backed, keyed by cluster like the
+repartition topic), checkpointed with the node states (``streams._checkpoint``):
+input is acked only once the state that includes it is written, and the state
+records the offset it includes, so after a crash the replay skips what it
+already holds and no bucket is published from partial input.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import pickle
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 
-from models.records import Record, Rollup
+from models.codec import decode_list
+from models.errors import RecordError
+from models.records import Rollup
 from models.settings import Settings
-from streams.codec import decode_or_dead_letter
+from streams import _metrics as M
+from streams._checkpoint import Checkpoints
+from streams._idle import PartitionClocks, table_keys
+from streams.codec import encode
 from streams.topics import AGGREGATES_REPARTITION
 from streams.windows import PANE_S
 
-__all__ = ["ClusterAggregator", "partial_cluster", "register_aggregates"]
+__all__ = ["Aggregates", "ClusterAggregator", "forwardable", "partial_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +89,13 @@ _SHARES = {
     "node.pods_cpu_cores": ("node.pods_cpu_allocatable_share", "cluster.cpu_allocatable_share"),
     "node.pods_memory_working_set_bytes": ("node.pods_memory_allocatable_share", "cluster.memory_allocatable_share"),
 }
+_STATE_VERSION = 1
 _STALLED_WINDOWS = 5
 """A source partition this many windows behind the cluster's newest no longer holds its buckets open."""
 _NODE_PARTIALS = frozenset(_SUMMED_NODE_METRICS) | {share for share, _ in _SHARES.values()}
 
 
-def partial_cluster(key: bytes | None) -> str | None:
+def partial_cluster(key: bytes | str | None) -> str | None:
     """The cluster of a per-node partial aggregate's series id (a rollup key), else None.
 
     >>> partial_cluster(b"c1/shop/workload:cart/node:n1/workload.cpu_cores")
@@ -108,7 +105,7 @@ def partial_cluster(key: bytes | None) -> str | None:
     """
     if not key:
         return None
-    parts = key.decode("utf-8", "replace").split("/", 4)
+    parts = (key.decode("utf-8", "replace") if isinstance(key, bytes) else key).split("/", 4)
     if len(parts) != 5:
         return None
     cluster, _ns, pod, container, metric = parts
@@ -139,6 +136,8 @@ class _Sum:
     """Node → its partial's mean (a cluster share needs each node's allocatable)."""
 
     def add(self, r: Rollup) -> None:
+        if (r.node or "") in self.node_means:
+            return  # this node's partial is in already (a replay re-sent it)
         self.min += r.min
         self.max += r.max
         self.mean += r.mean
@@ -182,7 +181,9 @@ class ClusterAggregator:
     >>> agg = ClusterAggregator(grace_s=0)
     >>> agg.add(part("a", 0, 1.0)) + agg.add(part("b", 0, 2.0)) + agg.add(part("a", 1, 1.0))
     []
-    >>> [(r.series_id, r.mean, r.sum, r.count) for r in agg.add(part("a", 2, 1.0))]
+    >>> agg.add(part("a", 2, 1.0))  # node b has not passed minute 0 yet
+    []
+    >>> [(r.series_id, r.mean, r.sum, r.count) for r in agg.add(part("b", 2, 2.0))]
     [('c/ns/-/-/namespace.cpu_cores', 3.0, 6.0, 2)]
     >>> agg.add(part("b", 0, 5.0)), agg.late
     ([], 1)
@@ -190,30 +191,59 @@ class ClusterAggregator:
 
     def __init__(self, *, grace_s: float) -> None:
         self.grace_s = grace_s
+        self.offset = -1
+        """Offset of the last repartition record applied (the worker skips a replayed one at or below it)."""
+        self.newest_end = 0.0
+        """Newest partial's window end (epoch s): the cluster's event time, to find a cluster gone silent."""
         self.buckets: dict[tuple[str, str], dict[int, _Bucket]] = {}
         """(cluster, window) → window start (epoch s) → open bucket."""
-        self.watermark: dict[tuple[str, str], dict[int, int]] = {}
-        """(cluster, window) → source partition → newest window start it delivered."""
+        self.watermark: dict[tuple[str, str], dict[Hashable, int]] = {}
+        """(cluster, window) → source (node) → newest window start it delivered."""
         self.closed_through: dict[tuple[str, str], int] = {}
         self.late = 0
         """Partials dropped because their bucket had closed."""
 
-    def clear(self) -> None:
-        """Forget every open bucket (partitions were revoked: another worker may own these clusters now)."""
-        self.buckets.clear()
-        self.watermark.clear()
-        self.closed_through.clear()
+    def dumps(self) -> bytes:
+        return pickle.dumps((_STATE_VERSION, self.grace_s, self.offset, self.newest_end, self.buckets, self.watermark,
+                             self.closed_through, self.late), protocol=pickle.HIGHEST_PROTOCOL)
 
-    def add(self, r: Rollup, *, source: int = 0) -> list[Rollup]:
-        """Fold one node partial (read from rollups partition ``source``) in; return the rollups of the buckets it closes."""
+    @classmethod
+    def loads(cls, data: bytes) -> ClusterAggregator:
+        t = pickle.loads(data)  # our own changelog, never foreign input
+        if t[0] != _STATE_VERSION:
+            raise ValueError(f"aggregates state version {t[0]}, expected {_STATE_VERSION}")
+        _, grace, offset, newest_end, buckets, watermark, closed_through, late = t
+        agg = cls(grace_s=grace)
+        agg.offset, agg.newest_end, agg.buckets, agg.watermark = offset, newest_end, buckets, watermark
+        agg.closed_through, agg.late = closed_through, late
+        return agg
+
+    def flush(self) -> list[Rollup]:
+        """Close every open bucket now (the cluster went silent): the rollups, in window order."""
+        out: list[Rollup] = []
+        for (cluster, window), open_ in self.buckets.items():
+            for start in sorted(open_):
+                out.extend(self._close(cluster, window, start, open_.pop(start)))
+                self.closed_through[(cluster, window)] = start
+        return out
+
+    def add(self, r: Rollup, *, source: Hashable | None = None) -> list[Rollup]:
+        """Fold one node partial in; return the rollups of the buckets it closes.
+
+        ``source`` is what the watermarks are kept per: the partial's node unless given (its partials
+        arrive in window order).
+        """
         if r.node is None or r.level not in ("workload", "namespace", "node"):
             return []
+        if source is None:
+            source = r.node
         kind = (r.cluster, r.window)
         start = int(r.window_start.timestamp())
+        self.newest_end = max(self.newest_end, r.window_end.timestamp())
         if start <= self.closed_through.get(kind, -1 << 62):
             self.late += 1
-            log.warning("partial %s of %s@%s arrived after its cluster window closed: dropped",
-                        r.series_id, r.window, r.window_start.isoformat())
+            log.info("partial %s of %s@%s arrived after its cluster window closed (late, or a replay): dropped",
+                     r.series_id, r.window, r.window_start.isoformat())
             return []
         bucket = self.buckets.setdefault(kind, {}).get(start)
         if bucket is None:
@@ -273,58 +303,112 @@ class ClusterAggregator:
         )
 
 
-def _source_of(headers: Any) -> int:
-    """The rollups partition the router read a partial from (0 if absent: then one watermark per cluster)."""
-    items = headers.items() if isinstance(headers, dict) else (headers or ())
-    for k, v in items:
-        if k == "kp-src":
-            return int(v)
-    return 0
+SendMany = Callable[[str, list[tuple[str, bytes]]], Awaitable[None]]
 
 
-SendRecord = Callable[[str, str, Record], Awaitable[None]]
+def forwardable(key: str) -> bool:
+    """Cheap test for a per-node partial's series id (the full check is :func:`partial_cluster`)."""
+    return ("/workload." in key or "/namespace." in key or "/node.pods_" in key) and partial_cluster(key) is not None
 
 
-def register_aggregates(app: faust.App, settings: Settings, *, rollups_topic: faust.TopicT, send: SendRecord,
-                        send_dead_letter: Callable[..., Awaitable[None]]) -> tuple[Any, Any]:
-    """Add the two agents to ``app``; ``send(name, key, record)`` publishes to a named output ("rollups")."""
-    k = settings.kafka
-    repartition = app.topic(
-        AGGREGATES_REPARTITION.named(k.topic_prefix), key_serializer="raw", value_serializer="raw",
-        partitions=k.topic_partitions, replicas=k.topic_replication, internal=True,
-    )
-    aggregator = ClusterAggregator(grace_s=settings.streams.window_grace_s)
+class Aggregates:
+    """The worker's side of the cluster aggregates: forward partials, and the ``aggregate_clusters`` agent."""
 
-    @app.on_partitions_revoked.connect
-    async def _forget_open_buckets(sender: Any, revoked: Any, **kw: Any) -> None:
-        aggregator.clear()
+    def __init__(self, app: faust.App, settings: Settings, *, checkpoints: Checkpoints, guard: Any, table: Any,
+                 send_many: SendMany, send_dead_letter: Callable[..., Awaitable[None]]) -> None:
+        s = settings.streams
+        k = settings.kafka
+        self.topic = app.topic(
+            AGGREGATES_REPARTITION.named(k.topic_prefix), key_serializer="raw", value_serializer="raw",
+            partitions=k.topic_partitions, replicas=k.topic_replication, internal=True,
+        )
+        self.name = self.topic.get_topic_name()
+        guard.topics.add(self.name)
+        self.send_many = send_many
+        cp = checkpoints
+        cache: dict[bytes, ClusterAggregator] = cp.register(self.name, table, "cluster_to_aggregates")
+        clocks = PartitionClocks(step_s=PANE_S)
+        grace = s.window_grace_s
 
-    @app.agent(rollups_topic, name="route_node_partials")
-    async def route_node_partials(stream: faust.StreamT) -> None:
-        """kubepulse.rollups.v1 (per-node partials only) → repartition topic keyed by cluster."""
-        async for event in stream.events():
-            msg = event.message
-            cluster = partial_cluster(msg.key)
-            if cluster is not None:
-                await repartition.send(key=cluster.encode(), value=msg.value,
-                                       headers=[("kp-src", str(msg.partition).encode())])
+        @app.on_partitions_revoked.connect
+        async def _reset_clocks(sender: Any, revoked: Any, **kw: Any) -> None:
+            clocks.reset()  # the working copies are dropped by the checkpoints' revoke
 
-    @app.agent(repartition, name="aggregate_clusters")
-    async def aggregate_clusters(stream: faust.StreamT) -> None:
-        """Repartitioned partials → cluster-wide rollups on kubepulse.rollups.v1 (and dead letters)."""
-        async for event in stream.events():
-            msg = event.message
-            try:
-                r = decode_or_dead_letter(Rollup, msg.value, source_topic=msg.topic, partition=msg.partition,
-                                          offset=msg.offset, key=msg.key)
-                if not isinstance(r, Rollup):
-                    await send("deadletter", r.source_topic, r)
+        def load(key: bytes, partition: int) -> ClusterAggregator:
+            agg = cache.get(key)
+            if agg is None:
+                raw = table.get(key)
+                agg = cache[key] = ClusterAggregator.loads(raw) if raw else ClusterAggregator(grace_s=grace)
+                clocks.keys[partition].add(key)
+            return agg
+
+        async def flush_silent(p: int) -> None:
+            """Close the buckets of the clusters of partition ``p`` that sent nothing for ``rules_stale_after_s``."""
+            now = clocks.time[p]
+            tp = (self.name, p)
+            for key in sorted(clocks.keys[p]):
+                agg = load(key, p)
+                idle = now - agg.newest_end
+                if idle < s.rules_stale_after_s:
                     continue
-                for out in aggregator.add(r, source=_source_of(msg.headers)):
-                    await send("rollups", out.series_id, out)
-            except Exception as exc:  # noqa: BLE001 - nothing escapes an agent: dead-letter and go on
-                log.exception("partial at %s[%s]@%s failed", msg.topic, msg.partition, msg.offset)
-                await send_dead_letter(exc, stage="aggregates", message=msg)
+                if idle >= s.node_state_ttl_s:
+                    cache.pop(key, None)
+                    clocks.keys[p].discard(key)
+                    cp.dirty[tp].discard(key)
+                    cp.forget[tp].add(key)
+                    continue
+                out = agg.flush()
+                if out:
+                    M.SILENT_TICKS.labels("cluster_to_aggregates").inc()
+                    cp.dirty[tp].add(key)
+                    await send_many("rollups", [(r.series_id, encode(r)) for r in out])
 
-    app.kubepulse_aggregator = aggregator  # type: ignore[attr-defined]
-    return route_node_partials, aggregate_clusters
+        @app.agent(self.topic, name="aggregate_clusters")
+        async def aggregate_clusters(stream: faust.StreamT) -> None:
+            """Repartitioned partials → cluster-wide rollups on kubepulse.rollups.v1 (and dead letters)."""
+            async for event in stream.noack().events():
+                msg = event.message
+                if not await guard.admit(msg):
+                    continue
+                p = msg.partition
+                tp = (msg.topic, p)
+                generation = cp.generation
+                cp.busy.add(tp)
+                try:
+                    key = msg.key or b""
+                    if not clocks.known(p):
+                        clocks.keys[p] |= table_keys(table, p)
+                    agg = load(key, p)
+                    if msg.offset <= agg.offset:
+                        M.DUPLICATES_SUPPRESSED.labels("input").inc()
+                    else:
+                        agg.offset = msg.offset
+                        cp.dirty[tp].add(key)
+                        try:
+                            partials = decode_list(Rollup, msg.value)
+                        except RecordError as exc:
+                            await send_dead_letter(exc, stage="decode", message=msg)
+                            partials = []
+                        out = []
+                        for r in partials:
+                            out += agg.add(r)
+                        if out:
+                            await send_many("rollups", [(o.series_id, encode(o)) for o in out])
+                        if partials and clocks.advance(p, max(r.window_end for r in partials).timestamp()):
+                            await flush_silent(p)
+                except Exception as exc:  # noqa: BLE001 - nothing escapes an agent: dead-letter and go on
+                    log.exception("partial at %s[%s]@%s failed", msg.topic, p, msg.offset)
+                    await send_dead_letter(exc, stage="aggregates", message=msg)
+                await cp.done(tp, event, generation)
+
+        self.agent = aggregate_clusters
+
+    async def forward(self, cluster: str, records: list[tuple[str, bytes]]) -> None:
+        """Send the per-node partials among a node's closed-window ``records`` to the repartition topic.
+
+        As one record, a JSON array of the partials' Rollup JSON: one Kafka record per node and window
+        close instead of one per partial (the topic is internal; ``models.codec.decode_list`` reads it).
+        """
+        partials = [v for k, v in records if forwardable(k)]
+        if partials:
+            await self.send_many("aggregates", [(cluster, b"[" + b",".join(partials) + b"]")])

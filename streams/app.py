@@ -8,10 +8,13 @@ Agents
   ``process_scrapes``  kubepulse.metrics.v1 → rollups.v1, anomalies.v1, alerts.v1
                        (windows + detectors + rules in one pass, streams.pipeline)
   ``process_events``   kubepulse.events.v1 → alerts.v1 (event rules: OOMKilled, Evicted...)
-Both send what they cannot decode or process to kubepulse.deadletter.v1.
+  ``process_quotas``   kubepulse.quotas.v1 → alerts.v1 (quota rules: KubeQuotaAlmostFull...)
+  ``aggregate_clusters`` node partials → cluster-wide rollups (streams.aggregates)
+All send what they cannot decode or process to kubepulse.deadletter.v1.
 
-State and recovery. Node state (``node_to_state``) and event-rule state
-(``event_key_to_rules``) are Faust tables backed by changelog topics. A node's
+State and recovery. Node state (``node_to_state``), event- and quota-rule state
+(``event_key_to_rules``, ``quota_key_to_rules``, see ``streams._keyed``) and the
+cluster aggregates (``cluster_to_aggregates``) are Faust tables backed by changelog topics. A node's
 state is written every ``streams.checkpoint_interval_s`` (one changelog
 record per changed node, not one per series or per scrape), and the agent
 acks its input messages only once the state that includes them is written
@@ -75,8 +78,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import pickle
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -84,16 +87,18 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from models.errors import RecordError
-from models.records import AlertTransition, KubeEvent, NodeScrape, Record
+from models.records import AlertTransition, KubeEvent, NodeScrape, QuotaScrape, Record
+from models.series import quota_entities
 from models.settings import Settings
 from streams import _metrics as M
 from streams.codec import decode_or_dead_letter, encode
 from streams.deadletter import dead_letter
 from streams._checkpoint import Checkpoints
 from streams._idle import PartitionClocks, table_keys
+from streams._keyed import KeyedRules
 from streams._publish import BatchPublisher
 from streams.pipeline import NodeState, Pipeline
-from streams.topics import ALERTS, ANOMALIES, DEADLETTER, EVENTS, METRICS, ROLLUPS
+from streams.topics import ALERTS, ANOMALIES, DEADLETTER, EVENTS, METRICS, QUOTAS, ROLLUPS
 
 __all__ = ["create_app", "make_rule_engine", "PublishedAlerts"]
 
@@ -372,6 +377,7 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
         engine = make_rule_engine(settings)
     if event_engine is None:
         event_engine = make_rule_engine(settings)
+    quota_engine = make_rule_engine(settings) if event_engine is not None else None
     pipe = pipeline or Pipeline(settings, engine=engine)
 
     def topic(spec: Any) -> faust.TopicT:
@@ -385,6 +391,7 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
 
     metrics_topic = topic(METRICS)
     events_topic = topic(EVENTS)
+    quotas_topic = topic(QUOTAS)
     names = {
         "rollups": ROLLUPS.named(prefix),
         "anomalies": ANOMALIES.named(prefix),
@@ -399,12 +406,12 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
         # values are our own compact encodings (NodeState.dumps), not JSON.
         return app.Table(name, default=None, key_type=bytes, value_type=bytes, partitions=k.topic_partitions)
 
-    guard = _OffsetGuard(app, {metrics_topic.get_topic_name(), events_topic.get_topic_name()})
+    guard = _OffsetGuard(app, {t.get_topic_name() for t in (metrics_topic, events_topic, quotas_topic)})
     node_to_state = table("node_to_state")
     event_key_to_rules = table("event_key_to_rules")
+    quota_key_to_rules = table("quota_key_to_rules")
     published = PublishedAlerts(settings)
     clocks = PartitionClocks(step_s=_TICK_STEP_S)
-    event_clocks = PartitionClocks(step_s=4 * _TICK_STEP_S)  # event state is rewritten when ticked: less often
 
     async def flush_outputs() -> None:
         """Wait until every output sent so far is on its topic (rollups, anomalies, alerts, dead letters)."""
@@ -415,6 +422,7 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
     metrics_name = metrics_topic.get_topic_name()
     cache: dict[bytes, NodeState] = cp.register(metrics_name, node_to_state, "node_to_state")
     checkpoint = cp.checkpoint
+    aggregates: Any = None  # streams.aggregates.Aggregates when streams.cluster_aggregates is on
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender: Any, revoked: Any, **kw: Any) -> None:
@@ -425,7 +433,8 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
         cp.revoked()
         guard.reset()
         clocks.reset()
-        event_clocks.reset()
+        event_rules.reset()
+        quota_rules.reset()
         published.stale = True
 
     @app.on_partitions_assigned.connect
@@ -524,6 +533,8 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                 cp.dirty[tp].add(key)
             await publish_transitions(out.transitions)
             await send_many("rollups", out.rollup_records)
+            if aggregates is not None:
+                await aggregates.forward(st.key.split("/", 1)[0], out.rollup_records)
 
     @app.agent(metrics_topic, name="process_scrapes")
     async def process_scrapes(stream: faust.StreamT) -> None:
@@ -564,95 +575,59 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                         for a in out.anomalies:
                             await send("anomalies", a.series_id, a)
                         await send_many("rollups", out.rollup_records)
+                        if aggregates is not None:
+                            await aggregates.forward(scrape.cluster, out.rollup_records)
                         if clocks.advance(p, scrape.timestamp.timestamp()):
                             await tick_silent_nodes(p)
             except Exception as exc:  # noqa: BLE001 - nothing escapes an agent: dead-letter and go on
                 log.exception("scrape at %s[%s]@%s failed", msg.topic, p, msg.offset)
                 await send_dead_letter(exc, stage="windows", message=msg)
-            cp.busy.discard(tp)
-            # Revoked while this message was in flight: its partition is replayed from the commit, here
-            # or on another worker, and acking it now could commit past unwritten state (hold drops it).
-            cp.hold(tp, event, generation)
-            if cp.due():
-                await checkpoint()
+            await cp.done(tp, event, generation)
 
-    async def tick_event_keys(p: int, *, skip: bytes) -> None:
-        """Tick the event-rule states of partition ``p`` to its clock less the grace; delete the empty ones.
+    event_rules = KeyedRules(event_key_to_rules, event_engine, name="event_key_to_rules", step_s=4 * _TICK_STEP_S,
+                             lag_s=s.window_grace_s, publish=publish_transitions)
+    quota_rules = KeyedRules(quota_key_to_rules, quota_engine, name="quota_key_to_rules", step_s=4 * _TICK_STEP_S,
+                             lag_s=s.window_grace_s, publish=publish_transitions)
 
-        Runs inside the events agent (Faust writes the changelog to the current event's partition,
-        which is ``p``). An Event arriving later for a ticked object counts at the time it was ticked to.
-        """
-        assert event_engine is not None
-        now = datetime.fromtimestamp(event_clocks.time[p] - s.window_grace_s, UTC)
-        keys = event_clocks.keys[p]
-        for kb in sorted(keys):
-            if kb == skip:
-                continue
-            raw = event_key_to_rules.get(kb)
-            if raw is None:
-                keys.discard(kb)
-                continue
-            offset, rules_bytes = pickle.loads(raw)  # our own changelog, never foreign input
-            rstate = event_engine.state_from_bytes(rules_bytes)
-            await publish_transitions(event_engine.tick(now, state=rstate))
-            if not len(rstate):
-                del event_key_to_rules[kb]
-                keys.discard(kb)
-                M.STATES_FORGOTTEN.labels("event_key_to_rules").inc()
-            elif rstate.dirty:
-                event_key_to_rules[kb] = pickle.dumps((offset, rstate.to_bytes()))
-                M.SILENT_TICKS.labels("event_key_to_rules").inc()
+    def keyed_rules_agent(source: faust.TopicT, name: str, model: type[Any], rules: KeyedRules,
+                          observe: Callable[[Any, Any], list[AlertTransition]]) -> Any:
+        """An agent reading ``model`` records from ``source``: ``observe(record, rule state)`` per record key → alerts."""
 
-    @app.agent(events_topic, name="process_events")
-    async def process_events(stream: faust.StreamT) -> None:
-        """kubepulse.events.v1 → alerts (and dead letters)."""
-        async for event in stream.events():
-            msg = event.message
-            if not await guard.admit(msg):
-                continue  # acked, but it is read again (see _OffsetGuard) and Faust commits only without gaps
-            M.RECORDS_IN.labels(msg.topic).inc()
-            try:
-                ev = decode_or_dead_letter(KubeEvent, msg.value, source_topic=msg.topic, partition=msg.partition,
-                                           offset=msg.offset, key=msg.key)
-                if not isinstance(ev, KubeEvent):
-                    await send_dl(ev)
-                    continue
-                key = ev.key
-                if event_engine is None:
-                    continue
-                raw = event_key_to_rules.get(key.encode())
-                if raw is not None:
-                    offset, rules_bytes = pickle.loads(raw)  # our own changelog, never foreign input
-                    if msg.offset <= offset:
-                        M.DUPLICATES_SUPPRESSED.labels("input").inc()
-                        continue
-                    rstate = event_engine.state_from_bytes(rules_bytes)
-                else:
-                    rstate = event_engine.new_state()
-                transitions = list(event_engine.observe_event(ev, state=rstate))
-                if ev.timestamp is not None:
-                    transitions.extend(event_engine.tick(ev.timestamp, state=rstate))
-                # Events are few: checkpoint each one, with its offset, so a replay is skipped above.
-                # The engine's sequence numbers make a transition replayed before this write a duplicate
-                # that PublishedAlerts drops.
-                await publish_transitions(transitions)
-                kb = key.encode()
-                event_key_to_rules[kb] = pickle.dumps((msg.offset, rstate.to_bytes()))
-                p = msg.partition
-                if not event_clocks.known(p):
-                    event_clocks.keys[p] |= table_keys(event_key_to_rules, p)
-                event_clocks.keys[p].add(kb)
-                if ev.timestamp is not None and event_clocks.advance(p, ev.timestamp.timestamp()):
-                    await tick_event_keys(p, skip=kb)
-            except Exception as exc:  # noqa: BLE001 - nothing escapes an agent
-                log.exception("event at %s[%s]@%s failed", msg.topic, msg.partition, msg.offset)
-                await send_dead_letter(exc, stage="rules", message=msg)
+        async def agent(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                msg = event.message
+                if not await guard.admit(msg):
+                    continue  # acked, but it is read again (see _OffsetGuard) and Faust commits only without gaps
+                M.RECORDS_IN.labels(msg.topic).inc()
+                try:
+                    rec = decode_or_dead_letter(model, msg.value, source_topic=msg.topic, partition=msg.partition,
+                                                offset=msg.offset, key=msg.key)
+                    if not isinstance(rec, model):
+                        await send_dl(rec)
+                    elif rules.engine is not None:
+                        await rules.apply(msg, rec.key.encode(), rec.timestamp, lambda st: observe(rec, st))
+                except Exception as exc:  # noqa: BLE001 - nothing escapes an agent
+                    log.exception("%s at %s[%s]@%s failed", model.__name__, msg.topic, msg.partition, msg.offset)
+                    await send_dead_letter(exc, stage="rules", message=msg)
+
+        return app.agent(source, name=name)(agent)
+
+    # kubepulse.events.v1 → alerts: event rules (OOMKilled, Evicted...), keyed by the involved object.
+    process_events = keyed_rules_agent(
+        events_topic, "process_events", KubeEvent, event_rules,
+        lambda ev, st: event_engine.observe_event(ev, state=st))
+    # kubepulse.quotas.v1 → alerts: quota rules (KubeQuotaAlmostFull...), keyed by the ResourceQuota.
+    process_quotas = keyed_rules_agent(
+        quotas_topic, "process_quotas", QuotaScrape, quota_rules,
+        lambda q, st: [t for e in quota_entities(q) for t in quota_engine.observe_entity(e, q.timestamp, state=st)])
 
     if s.cluster_aggregates:
         # Cluster-wide workload, namespace and cluster rollups from the per-node partials (streams.aggregates).
-        from streams.aggregates import register_aggregates
+        from streams.aggregates import Aggregates
 
-        register_aggregates(app, settings, rollups_topic=topic(ROLLUPS), send=send, send_dead_letter=send_dead_letter)
+        aggregates = Aggregates(app, settings, checkpoints=cp, guard=guard, table=table("cluster_to_aggregates"),
+                                send_many=send_many, send_dead_letter=send_dead_letter)
+        names["aggregates"] = aggregates.name
 
     if s.dispatch_alerts:
         # Alerts are routed, grouped and sent to receivers by the same process that raises them (the
@@ -665,7 +640,7 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
     app.kubepulse = {  # type: ignore[attr-defined]
         "pipeline": pipe,
         "published": published,
-        "tables": (node_to_state, event_key_to_rules),
-        "agents": (process_scrapes, process_events),
+        "tables": (node_to_state, event_key_to_rules, quota_key_to_rules),
+        "agents": (process_scrapes, process_events, process_quotas),
     }
     return app

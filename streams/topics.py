@@ -15,6 +15,7 @@ from models.records import (
     Incident,
     KubeEvent,
     NodeScrape,
+    QuotaScrape,
     Notification,
     AlertGroupState,
     Record,
@@ -27,6 +28,7 @@ __all__ = [
     "TOPICS",
     "METRICS",
     "EVENTS",
+    "QUOTAS",
     "ROLLUPS",
     "ANOMALIES",
     "ALERTS",
@@ -61,6 +63,7 @@ class TopicSpec:
 
 METRICS = TopicSpec("kubepulse.metrics.v1", "metrics", NodeScrape, "cluster/node")
 EVENTS = TopicSpec("kubepulse.events.v1", "events", KubeEvent, "cluster/namespace/object")
+QUOTAS = TopicSpec("kubepulse.quotas.v1", "quotas", QuotaScrape, "cluster/namespace/name")
 ROLLUPS = TopicSpec("kubepulse.rollups.v1", "rollups", Rollup, "series id")
 ANOMALIES = TopicSpec("kubepulse.anomalies.v1", "anomalies", Anomaly, "series id")
 ALERTS = TopicSpec("kubepulse.alerts.v1", "alerts", AlertTransition, "alert fingerprint")
@@ -75,7 +78,7 @@ ALERT_GROUPS = TopicSpec("kubepulse.alertgroups.v1", "alertgroups", AlertGroupSt
 AGGREGATES_REPARTITION = TopicSpec("kubepulse.aggregates-repartition.v1", "aggregates-repartition", Rollup, "cluster")
 
 TOPICS: tuple[TopicSpec, ...] = (
-    METRICS, EVENTS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS, SILENCES, ALERT_GROUPS,
+    METRICS, EVENTS, QUOTAS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS, SILENCES, ALERT_GROUPS,
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -10,9 +9,9 @@ from kubepulse._cli_streams import create_topics
 from models.codec import decode
 from models.records import NodeSample, NodeScrape, PodSample, Resources, Rollup
 from models.settings import load_settings
-from streams.topics import METRICS, ROLLUPS
-from tests.kafkautil import produce
-from tests.streamsutil import Worker, read_until
+from streams.topics import AGGREGATES_REPARTITION, METRICS, ROLLUPS
+from tests.kafkautil import new_run_id, produce
+from tests.streamsutil import Worker, committed_offsets, read_until, wait_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 N1_CPU = (1.0, 2.0)
@@ -32,7 +31,7 @@ def scrape(cluster: str, node: str, i: int) -> NodeScrape:
 
 async def test_two_nodes_give_one_cluster_wide_workload_namespace_and_cluster_rollup_per_window_summing_both(
         stack: dict[str, str], tmp_path) -> None:  # noqa: ANN001
-    run = uuid.uuid4().hex[:10]
+    run = new_run_id()
     cluster = f"agg{run}"
     settings = load_settings(
         kafka={"topic_prefix": f"t{run}.", "consumer_group": f"kp-test-{run}", "topic_partitions": 2},
@@ -86,3 +85,65 @@ async def test_two_nodes_give_one_cluster_wide_workload_namespace_and_cluster_ro
         assert any(w == "5m" for _, w, _ in wide_keys), sorted(wide_keys)
     finally:
         worker.stop()
+
+
+async def all_committed(settings, topic: str) -> bool:  # noqa: ANN001
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    committed = await committed_offsets(settings, topic)
+    return bool(ends) and any(ends.values()) and all(committed.get(tp.partition, 0) >= end for tp, end in ends.items())
+
+
+async def test_a_worker_killed_mid_stream_leaves_every_cluster_window_exact(stack: dict[str, str], tmp_path) -> None:  # noqa: ANN001
+    run = new_run_id()
+    cluster = f"agk{run}"
+    settings = load_settings(
+        kafka={"topic_prefix": f"t{run}.", "consumer_group": f"kp-test-{run}", "topic_partitions": 2},
+        streams={"window_grace_s": 0, "cluster_aggregates": True, "checkpoint_interval_s": 1.0}, http_port=0,
+    )
+    await create_topics(settings)
+    metrics, rollups_topic = METRICS.named(settings.kafka.topic_prefix), ROLLUPS.named(settings.kafka.topic_prefix)
+    wl = f"{cluster}/shop/workload:web/-/workload.cpu_cores"
+
+    def wide(msgs: list) -> list[tuple[bytes, Rollup]]:
+        return [(v, decode(Rollup, v)) for k, v in msgs if k == wl]
+
+    def minutes(msgs: list) -> set:
+        return {r.window_start for _, r in wide(msgs) if r.window == "1m"}
+
+    w1 = Worker(settings, tmp_path / "w1.log")
+    try:
+        await produce(settings, metrics, [(f"{cluster}/{n}", scrape(cluster, n, i)) for i in range(20) for n in ("n1", "n2")])
+        await read_until(settings, rollups_topic, lambda m: T0 + timedelta(minutes=1) in minutes(m), timeout=60)
+        # Every partial read so far is committed: the windows still open (minutes 2-4) exist only in the
+        # table, so a successor without that state would publish them short of these partials.
+        repartition = AGGREGATES_REPARTITION.named(settings.kafka.topic_prefix)
+        await wait_for(lambda: all_committed(settings, repartition), timeout=30, what="partials committed")
+    finally:
+        w1.kill()  # mid-stream: no checkpoint on the way out
+    await produce(settings, metrics, [(f"{cluster}/{n}", scrape(cluster, n, i)) for i in range(20, 40) for n in ("n1", "n2")])
+    w2 = Worker(settings, tmp_path / "w2.log")
+    try:
+        # Scrapes run to minute 9; a cluster minute closes once every node is past the minute after it.
+        want = {T0 + timedelta(minutes=m) for m in range(7)}
+        msgs = await read_until(settings, rollups_topic, lambda m: want <= minutes(m), timeout=90)
+        assert want <= minutes(msgs), w2.log()
+        copies: dict = {}
+        for raw, r in wide(msgs):
+            copies.setdefault((r.window, r.window_start), set()).add(raw)
+        for (window, start), raws in sorted(copies.items()):
+            assert len(raws) == 1, f"{window}@{start}: published twice with different values: {raws}"
+            r = decode(Rollup, next(iter(raws)))
+            # Every minute: n1 1,2,1,2 and n2 3,3,3,3 (both nodes' partials, none missing, none twice).
+            covered = (r.window_end - max(start, T0)) // timedelta(minutes=1)  # a 5m window of the first minutes holds fewer
+            assert (r.mean, r.sum, r.count) == (4.5, 18.0 * covered, 2), (window, start, r)
+    finally:
+        w2.stop()

@@ -5,7 +5,6 @@ One worker serves the module (its start-up is most of the time); each test uses 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,11 +13,11 @@ import pytest
 
 from kubepulse._cli_streams import create_topics
 from models.codec import decode
-from models.records import (AlertTransition, Anomaly, KubeEvent, NodeSample, NodeScrape, ObjectRef, PodSample, Rollup,
-                            Volume)
+from models.records import (AlertTransition, Anomaly, DeadLetter, KubeEvent, NodeSample, NodeScrape, ObjectRef, PodSample,
+                            QuotaScrape, Rollup, Volume)
 from models.settings import Settings, load_settings
-from streams.topics import ALERTS, ANOMALIES, EVENTS, METRICS, ROLLUPS
-from tests.kafkautil import produce
+from streams.topics import ALERTS, ANOMALIES, DEADLETTER, EVENTS, METRICS, QUOTAS, ROLLUPS
+from tests.kafkautil import new_run_id, produce
 from tests.streamsutil import Worker, read_until
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -37,7 +36,7 @@ def node_scrape(node: str, i: int, cpu: float, *, volume_used: int | None = None
 
 @pytest.fixture(scope="module")
 async def e2e(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Settings, Worker]]:
-    run = uuid.uuid4().hex[:10]
+    run = new_run_id()
     settings = load_settings(
         kafka={"topic_prefix": f"t{run}.", "consumer_group": f"kp-test-{run}", "topic_partitions": 2},
         # The detector is pinned: the test asserts its baseline and name, not the current default's.
@@ -141,3 +140,35 @@ async def test_a_spike_after_a_steady_baseline_is_published_as_an_anomaly_with_v
     assert (a.value, a.timestamp, a.node, a.metric) == (5.0, T0 + timedelta(seconds=15 * 40), "anom", "node.cpu_cores")
     assert a.baseline == pytest.approx(1.02, abs=0.01) and a.score > a.threshold == settings.streams.anomaly_threshold
     assert a.detector == "seasonal_z"
+
+
+async def test_a_namespace_quota_above_ninety_percent_fires_after_for_and_resolves_when_it_drops(e2e: tuple[Settings, Worker]) -> None:
+    settings, worker = e2e
+    used = [2.0, 2.0, 3.8, 3.8, 3.8, 3.8, 3.8, 4.0, 3.0]  # of 4 cores: 95 % from scrape 2, 100 % (full) at 7, then 75 %
+
+    def quota(i: int, cpu: float) -> QuotaScrape:
+        return QuotaScrape(cluster="c1", namespace="team-q", name="compute", timestamp=T0 + timedelta(seconds=15 * i),
+                           source="simulator", hard={"requests.cpu": 4.0, "pods": 10}, used={"requests.cpu": cpu, "pods": 3})
+
+    topic = QUOTAS.named(settings.kafka.topic_prefix)
+    await produce(settings, topic, [(quota(i, u).key, quota(i, u)) for i, u in enumerate(used)])
+    await produce(settings, topic, [("c1/team-q/broken", b'{"cluster": "c1", "namespace": "team-q", "name": "broken"}')])
+
+    def mine(msgs: list) -> list[AlertTransition]:
+        return [t for t in (decode(AlertTransition, v) for _, v in msgs) if t.labels.get("namespace") == "team-q"]
+
+    msgs = await read_until(settings, ALERTS.named(settings.kafka.topic_prefix), lambda m: len(mine(m)) >= 2, timeout=60)
+    got = mine(msgs)
+    assert [t.status for t in got] == ["firing", "resolved"], worker.log()
+    firing, resolved = got
+    assert (firing.labels["alertname"], firing.labels["resource"], firing.labels["resourcequota"]) == (
+        "QuotaAlmostFull", "requests.cpu", "compute")
+    # Above 90 % from T0+30 s, `for: 1m`: fires at T0+90 s with the value then; 100 % is not "almost full".
+    assert (firing.starts_at, firing.value) == (T0 + timedelta(seconds=30), 0.95)
+    assert resolved.ends_at == T0 + timedelta(seconds=15 * 7)
+    assert "team-q uses 95% of its requests.cpu quota" in firing.annotations["summary"]
+
+    dead = await read_until(settings, DEADLETTER.named(settings.kafka.topic_prefix),
+                            lambda m: any(b"broken" in (decode(DeadLetter, v).key or "").encode() for _, v in m), timeout=30)
+    dl = next(d for d in (decode(DeadLetter, v) for _, v in dead) if d.key == "c1/team-q/broken")
+    assert (dl.source_topic, dl.stage) == (topic, "decode") and "timestamp" in dl.reason

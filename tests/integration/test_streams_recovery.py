@@ -10,7 +10,6 @@ derived from the record. After a clean stop or a rebalance nothing at all is pub
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from models.codec import decode
 from models.records import AlertTransition, NodeSample, NodeScrape, Rollup
 from models.settings import Settings, load_settings
 from streams.topics import ALERTS, METRICS, ROLLUPS
-from tests.kafkautil import produce
+from tests.kafkautil import new_run_id, produce
 from tests.streamsutil import Worker, committed_offsets, metrics_assignment, read_until, wait_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -60,7 +59,7 @@ def nodes_on_every_partition(per_partition: int) -> list[str]:
 
 
 def isolated_settings() -> Settings:
-    run = uuid.uuid4().hex[:10]
+    run = new_run_id()
     return load_settings(
         kafka={"topic_prefix": f"t{run}.", "consumer_group": f"kp-test-{run}", "topic_partitions": PARTITIONS},
         streams={"window_grace_s": 0, "rules_files": [RULES], "checkpoint_interval_s": 0.2},

@@ -6,7 +6,6 @@ sending ("alive") moves the partition's event time past the silent one ("gone"),
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from models.codec import decode
 from models.records import AlertTransition, KubeEvent, NodeSample, NodeScrape, ObjectRef, Rollup
 from models.settings import load_settings
 from streams.topics import ALERTS, EVENTS, METRICS, ROLLUPS
-from tests.kafkautil import produce
+from tests.kafkautil import new_run_id, produce
 from tests.streamsutil import Worker, read_until
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -35,7 +34,7 @@ def event(uid: str, pod: str, reason: str, at: datetime) -> KubeEvent:
 async def test_a_silent_node_is_closed_resolved_and_forgotten_by_its_partitions_clock_across_a_restart(
     stack: dict[str, str], tmp_path: Path
 ) -> None:
-    run = uuid.uuid4().hex[:10]
+    run = new_run_id()
     settings = load_settings(
         kafka={"topic_prefix": f"t{run}.", "consumer_group": f"kp-test-{run}", "topic_partitions": 1},
         streams={"window_grace_s": 0, "checkpoint_interval_s": 0.5, "node_state_ttl_s": 600},

@@ -223,3 +223,31 @@ def test_the_default_pack_pages_a_full_persistent_volume_with_mixin_labels() -> 
     assert "98.5% full" in out[0].annotations["description"]
     # The same volume without a claim (an emptyDir) is not a PersistentVolume alert.
     assert eng.observe_entity(volume(98.5, 100.0, pvc=None, pod="db-1"), at(0)) == []
+
+
+def test_the_default_pack_pages_a_namespace_quota_almost_full_after_15m_and_exceeded_apart() -> None:
+    from models.records import QuotaScrape
+    from models.series import quota_entities
+
+    eng = RuleEngine(load_default_rules())
+
+    def observe(i: int, cpu: float, memory: float) -> list:
+        q = QuotaScrape(cluster="c1", namespace="shop", name="compute", timestamp=at(60 * i),
+                        hard={"requests.cpu": 10.0, "requests.memory": 100.0}, used={"requests.cpu": cpu, "requests.memory": memory})
+        return [t for e in quota_entities(q) for t in eng.observe_entity(e, q.timestamp, state=st)]
+
+    st = eng.new_state()
+    out = [t for i in range(15) for t in observe(i, 9.5, 120.0)]
+    assert out == [], "nothing before the 15 minutes of `for`"
+    out = observe(15, 9.5, 120.0)
+    got = {(t.labels["alertname"], t.labels["resource"], t.labels["severity"], t.value) for t in out}
+    assert got == {("KubeQuotaAlmostFull", "requests.cpu", "info", 0.95), ("KubeQuotaExceeded", "requests.memory", "warning", 1.2)}
+    almost = next(t for t in out if t.labels["alertname"] == "KubeQuotaAlmostFull")
+    assert almost.labels["resourcequota"] == "compute" and almost.labels["namespace"] == "shop"
+    assert almost.annotations["description"] == "Namespace shop is using 95% of its requests.cpu quota (compute)."
+    assert almost.annotations["runbook_url"].endswith("/kubequotaalmostfull")
+    # Fully used is not "almost full": that alert resolves and KubeQuotaFullyUsed takes over after its own 15m.
+    resolved = observe(16, 10.0, 50.0)
+    assert {(t.labels["alertname"], t.status) for t in resolved} == {("KubeQuotaAlmostFull", "resolved"), ("KubeQuotaExceeded", "resolved")}
+    full = [t for i in range(17, 33) for t in observe(i, 10.0, 50.0)]
+    assert [(t.labels["alertname"], t.status, t.starts_at) for t in full] == [("KubeQuotaFullyUsed", "firing", at(60 * 16))]

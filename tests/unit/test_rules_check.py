@@ -50,7 +50,7 @@ def test_rules_check_reports_unknown_kind_bad_threshold_and_missing_metric_at_th
 def test_rules_check_accepts_the_default_pack_and_summarises_it(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["rules", "check", str(default_rules_path())])
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith(f"{default_rules_path()}: OK, 20 rules in 5 groups (")
+    assert result.stdout.startswith(f"{default_rules_path()}: OK, 23 rules in 5 groups (")
     assert "5 predict" in result.stdout and "6 event" in result.stdout
 
 
