@@ -1,4 +1,8 @@
-"""One pass over one cluster: list nodes and pods, scrape every node's Summary, publish NodeScrapes.
+"""One pass over one cluster: list nodes and pods, scrape every node's Summary, publish NodeScrapes and QuotaScrapes.
+
+ResourceQuotas are listed once per pass beside the node and pod lists and
+published as one QuotaScrape each; a cluster that forbids listing them still
+gets its node scrapes (the missing rule is logged once).
 
 Node scrapes run in a thread pool bounded by ``kubernetes.concurrency``
 (the official client is synchronous); parsing, joining, validating and
@@ -15,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -22,6 +27,7 @@ import orjson
 from collectors._inventory import NodeInfo, Owners, PodInfo, parse_node, parse_pod
 from collectors._kube import KubeClient
 from collectors._metrics import PASS_DURATION, SCRAPE_ERRORS
+from collectors._quotas import parse_quota
 from collectors._rates import Counters
 from collectors._summary import build_from_metrics, build_from_summary
 from collectors.errors import AccessDenied, ApiError, MalformedPayload
@@ -32,14 +38,16 @@ from collectors.rbac import (
     LIST_POD_METRICS,
     LIST_PODS,
     LIST_REPLICASETS,
+    LIST_RESOURCEQUOTAS,
     NODE_SUMMARY,
 )
+from models.codec import encode
 from models.settings import ClusterSettings, KubernetesSettings
 
 log = logging.getLogger("kubepulse.collectors")
 
 Publish = Callable[[str, bytes], Awaitable[None]]
-"""``publish(key, value)``: hands one encoded NodeScrape to Kafka."""
+"""``publish(key, value)``: hands one encoded record (a NodeScrape, or a QuotaScrape) to Kafka."""
 
 
 @dataclass(slots=True)
@@ -51,12 +59,16 @@ class PassReport:
     pods: int = 0
     samples: int = 0
     """Node, pod and container samples published."""
+    quotas: int = 0
+    """ResourceQuotas published."""
     errors: int = 0
     duration_s: float = 0.0
     source: str = "summary"
     error: str | None = None
     """Why the whole pass failed (unreachable, forbidden...), None when it ran."""
     node_errors: dict[str, str] = field(default_factory=dict)
+    quota_error: str | None = None
+    """Why no quotas were published (e.g. the missing ``resourcequotas`` rule), None when they were."""
 
 
 class ClusterScraper:
@@ -73,6 +85,7 @@ class ClusterScraper:
         self.owners = Owners()
         self.source = "summary"
         self._warned_fallback = False
+        self._warned_quotas = False
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -126,13 +139,79 @@ class ClusterScraper:
                 out.append((n.name, exc))
         return out
 
+    def _quotas(self, at: datetime) -> tuple[list[tuple[str, bytes]], list[str]]:
+        items, _ = self.client.list_all(LIST_RESOURCEQUOTAS)
+        out: list[tuple[str, bytes]] = []
+        bad: list[str] = []
+        for obj in items:
+            try:
+                q = parse_quota(obj, cluster=self.cluster, at=at)
+            except MalformedPayload as exc:
+                bad.append(str(exc))  # one bad quota must not hide the others
+                continue
+            out.append((q.key, encode(q)))
+        return out, bad
+
     # -- the pass -----------------------------------------------------------
 
-    async def scrape_once(self, publish: Publish) -> PassReport:
-        """One full pass; never raises for a cluster-level failure (it is in ``report.error``)."""
+    async def _quota_pass(self, publish: Publish, report: PassReport, at: datetime) -> None:
         loop = asyncio.get_running_loop()
+        try:
+            records, bad = await loop.run_in_executor(self.pool, self._quotas, at)
+        except ApiError as exc:
+            report.quota_error = str(exc)
+            if isinstance(exc, AccessDenied) and exc.status == 403:
+                # Quotas are an extra: without the rule the collector goes on
+                # with metrics and events, and says once which rule to add.
+                if not self._warned_quotas:
+                    log.warning("%s. Collecting metrics and events without ResourceQuotas until it is granted.", exc)
+                    self._warned_quotas = True
+                return
+            # Already retried (429/5xx/timeouts) by the client: fail the pass so
+            # the cluster loop backs off, as for the node and pod lists.
+            report.error = report.error or str(exc)
+            report.errors += 1
+            SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug here must not end the pass or lose its node scrapes
+            log.exception("cluster %s: resourcequotas: unexpected error", self.cluster)
+            report.quota_error = f"unexpected {type(exc).__name__}: {exc}"
+            report.errors += 1
+            SCRAPE_ERRORS.labels(self.cluster, "internal").inc()
+            return
+        if self._warned_quotas:
+            log.warning("cluster %s: listing resourcequotas is allowed again; publishing ResourceQuotas", self.cluster)
+            self._warned_quotas = False
+        for reason in bad:
+            report.errors += 1
+            SCRAPE_ERRORS.labels(self.cluster, MalformedPayload.reason).inc()
+            log.warning("cluster %s: ResourceQuota skipped (malformed): %s", self.cluster, reason)
+        await asyncio.gather(*(publish(key, data) for key, data in records))
+        report.quotas = len(records)
+
+    async def scrape_once(self, publish: Publish, *, publish_quota: Publish | None = None) -> PassReport:
+        """One full pass; never raises for a cluster-level failure (it is in ``report.error``).
+
+        With ``publish_quota``, the cluster's ResourceQuotas are listed and
+        published too, stamped with the pass's start time.
+        """
         report = PassReport(self.cluster)
         t0 = time.monotonic()
+        at = datetime.now(timezone.utc)
+        quotas = asyncio.ensure_future(self._quota_pass(publish_quota, report, at)) if publish_quota else None
+        try:
+            listed = await self._node_pass(publish, report)
+        finally:
+            if quotas is not None:
+                await quotas
+        report.duration_s = time.monotonic() - t0
+        if listed:
+            PASS_DURATION.labels(self.cluster).observe(report.duration_s)
+        return report
+
+    async def _node_pass(self, publish: Publish, report: PassReport) -> bool:
+        """Scrape and publish every node; False when the node or pod list failed (nothing scraped)."""
+        loop = asyncio.get_running_loop()
         try:
             (node_items, _), (pod_items, _) = await asyncio.gather(
                 loop.run_in_executor(self.pool, self.client.list_all, LIST_NODES),
@@ -143,8 +222,7 @@ class ClusterScraper:
             report.error = str(exc)
             report.errors += 1
             SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
-            report.duration_s = time.monotonic() - t0
-            return report
+            return False
         pod_index = {(p.namespace, p.name): p for p in pods}
         pods_by_node: dict[str, dict[tuple[str, str], PodInfo]] = {}
         for p in pods:
@@ -212,6 +290,4 @@ class ClusterScraper:
             await asyncio.gather(*pending)
         # Forget counters of pods gone for a while (ten intervals).
         self.counters.sweep(10 * self.kube.interval_s)
-        report.duration_s = time.monotonic() - t0
-        PASS_DURATION.labels(self.cluster).observe(report.duration_s)
-        return report
+        return True

@@ -18,9 +18,14 @@ from kubernetes.utils.quantity import parse_quantity
 
 
 @lru_cache(maxsize=4096)
+def quantity(q: str) -> float:
+    """Any resource quantity as a plain number: ``"250m"`` -> 0.25 (cores), ``"10Gi"`` -> 10737418240.0 (bytes), ``"10"`` -> 10.0."""
+    return float(parse_quantity(q))
+
+
 def cpu_cores(q: str) -> float:
     """CPU quantity to cores: ``"250m"`` -> 0.25."""
-    return float(parse_quantity(q))
+    return quantity(q)
 
 
 @lru_cache(maxsize=4096)

@@ -6,7 +6,7 @@ from prometheus_client import Counter, Histogram
 
 RECORDS_PUBLISHED = Counter(
     "kubepulse_collector_records_published_total",
-    "Records acknowledged by Kafka, by cluster and record kind (metrics, events).",
+    "Records acknowledged by Kafka, by cluster and record kind (metrics, events, quotas).",
     ["cluster", "kind"],
 )
 SCRAPE_ERRORS = Counter(

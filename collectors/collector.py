@@ -1,9 +1,11 @@
-"""The collector process: scrapes every configured cluster concurrently, publishes to metrics.v1 and events.v1.
+"""The collector process: scrapes every configured cluster concurrently, publishes to metrics.v1, events.v1 and quotas.v1.
 
 Writes ``kubepulse.metrics.v1`` (one NodeScrape per node per pass, key
-``cluster/node``) and ``kubepulse.events.v1`` (one KubeEvent per new event
-or count, key ``cluster/namespace/object``) with an idempotent ``acks=all``
-producer. Each cluster runs its own loop: a jittered interval when healthy,
+``cluster/node``), ``kubepulse.quotas.v1`` (one QuotaScrape per
+ResourceQuota per pass, key ``cluster/namespace/name``) and
+``kubepulse.events.v1`` (one KubeEvent per new event or count, key
+``cluster/namespace/object``) with an idempotent ``acks=all`` producer.
+Each cluster runs its own loop: a jittered interval when healthy,
 exponential backoff (capped at ``kubernetes.retry_max_s``) when a pass
 fails, and its failures are reported without slowing the others.
 """
@@ -28,7 +30,7 @@ from collectors.errors import ClusterConfigError, CollectorError
 from models.codec import encode
 from models.records import KubeEvent
 from models.settings import ClusterSettings, Settings
-from streams.topics import EVENTS, METRICS
+from streams.topics import EVENTS, METRICS, QUOTAS
 
 log = logging.getLogger("kubepulse.collectors")
 
@@ -62,6 +64,7 @@ class Collector:
         self.on_pass = on_pass
         self.metrics_topic = METRICS.named(settings.kafka.topic_prefix)
         self.events_topic = EVENTS.named(settings.kafka.topic_prefix)
+        self.quotas_topic = QUOTAS.named(settings.kafka.topic_prefix)
         self.scrapers: dict[str, ClusterScraper] = {}
         self.config_errors: dict[str, str] = {}
         self.watchers: dict[str, EventWatcher] = {}
@@ -123,7 +126,7 @@ class Collector:
             existing = set(await admin.list_topics())
             new = [
                 NewTopic(t, num_partitions=k.topic_partitions, replication_factor=k.topic_replication)
-                for t in (self.metrics_topic, self.events_topic)
+                for t in (self.metrics_topic, self.events_topic, self.quotas_topic)
                 if t not in existing
             ]
             if new:
@@ -148,9 +151,9 @@ class Collector:
             return
         RECORDS_PUBLISHED.labels(cluster, kind).inc()
 
-    def _publisher(self, cluster: str) -> Callable[[str, bytes], Any]:
+    def _publisher(self, cluster: str, *, topic: str, kind: str) -> Callable[[str, bytes], Any]:
         async def publish(key: str, value: bytes) -> None:
-            await self._publish(self.metrics_topic, "metrics", cluster, key, value)
+            await self._publish(topic, kind, cluster, key, value)
 
         return publish
 
@@ -219,7 +222,10 @@ class Collector:
                 pass
 
     async def _one(self, name: str) -> PassReport:
-        report = await self.scrapers[name].scrape_once(self._publisher(name))
+        report = await self.scrapers[name].scrape_once(
+            self._publisher(name, topic=self.metrics_topic, kind="metrics"),
+            publish_quota=self._publisher(name, topic=self.quotas_topic, kind="quotas"),
+        )
         if report.error:
             log.warning("cluster %s: pass failed: %s", name, report.error)
         if self.on_pass:

@@ -23,6 +23,7 @@ __all__ = [
     "WATCH_EVENTS",
     "LIST_NODE_METRICS",
     "LIST_POD_METRICS",
+    "LIST_RESOURCEQUOTAS",
     "CALLS",
     "REQUIRED_RULES",
     "rule_yaml",
@@ -59,6 +60,7 @@ LIST_EVENTS = ApiCall("list", "", "events", "/api/v1/events")
 WATCH_EVENTS = ApiCall("watch", "", "events", "/api/v1/events")
 LIST_NODE_METRICS = ApiCall("list", "metrics.k8s.io", "nodes", "/apis/metrics.k8s.io/v1beta1/nodes")
 LIST_POD_METRICS = ApiCall("list", "metrics.k8s.io", "pods", "/apis/metrics.k8s.io/v1beta1/pods")
+LIST_RESOURCEQUOTAS = ApiCall("list", "", "resourcequotas", "/api/v1/resourcequotas")
 
 CALLS: tuple[ApiCall, ...] = (
     LIST_NODES,
@@ -70,6 +72,7 @@ CALLS: tuple[ApiCall, ...] = (
     WATCH_EVENTS,
     LIST_NODE_METRICS,
     LIST_POD_METRICS,
+    LIST_RESOURCEQUOTAS,
 )
 
 

@@ -15,11 +15,18 @@ def _table(reports: list) -> object:
     from rich.table import Table
 
     table = Table(title="kubepulse collect --once")
-    for col in ("cluster", "source", "nodes", "pods", "samples", "errors", "seconds", "problem"):
-        table.add_column(col, justify="right" if col in ("nodes", "pods", "samples", "errors", "seconds") else "left")
+    numbers = ("nodes", "pods", "samples", "quotas", "errors", "seconds")
+    for col in ("cluster", "source", *numbers, "problem"):
+        table.add_column(col, justify="right" if col in numbers else "left")
     for r in reports:
-        problem = r.error or "; ".join(f"{n}: {e}" for n, e in list(r.node_errors.items())[:3])
-        table.add_row(r.cluster, r.source, str(r.nodes), str(r.pods), str(r.samples), str(r.errors), f"{r.duration_s:.2f}", problem or "")
+        # A quota problem (e.g. the missing resourcequotas rule) is shown even
+        # though the pass ran: it is why the quotas column says 0.
+        problem = r.error or "; ".join(
+            [f"{n}: {e}" for n, e in list(r.node_errors.items())[:3]] + ([f"quotas: {r.quota_error}"] if r.quota_error else [])
+        )
+        table.add_row(
+            r.cluster, r.source, str(r.nodes), str(r.pods), str(r.samples), str(r.quotas), str(r.errors), f"{r.duration_s:.2f}", problem or ""
+        )
     return table
 
 
@@ -33,7 +40,7 @@ def register(app: typer.Typer) -> None:
         events: Annotated[bool, typer.Option(help="Also list+watch Events (not with --once).")] = True,
         config: Annotated[Path | None, typer.Option("--config", help="YAML settings file (default: $KUBEPULSE_CONFIG).")] = None,
     ) -> None:
-        """Scrape the configured clusters (kubelet Summary API, pod specs, Events) into Kafka."""
+        """Scrape the configured clusters (kubelet Summary API, pod specs, ResourceQuotas, Events) into Kafka."""
         from rich.console import Console
 
         from collectors import Collector

@@ -1,6 +1,6 @@
 """A test Kubernetes API server over real HTTP: the lists, watches and node proxy the collector uses.
 
-It speaks the real shapes (core/v1 lists with ``resourceVersion`` and
+It speaks the real shapes (core/v1 lists, ResourceQuotas included, with ``resourceVersion`` and
 ``continue``, watch streams of ``{"type", "object"}`` lines with BOOKMARKs
 and a 410 ERROR for a too-old resourceVersion, kubelet ``stats/v1alpha1``
 through ``/api/v1/nodes/{node}/proxy/stats/summary``, metrics.k8s.io) and is
@@ -46,6 +46,7 @@ _ROUTES: list[tuple[re.Pattern[str], str, str, str]] = [
     (re.compile(r"^/api/v1/nodes/(?P<name>[^/]+)/proxy/stats/summary$"), "", "nodes/proxy", "Summary"),
     (re.compile(r"^/api/v1/pods$"), "", "pods", "PodList"),
     (re.compile(r"^/api/v1/events$"), "", "events", "EventList"),
+    (re.compile(r"^/api/v1/resourcequotas$"), "", "resourcequotas", "ResourceQuotaList"),
     (re.compile(r"^/apis/apps/v1/replicasets$"), "apps", "replicasets", "ReplicaSetList"),
     (re.compile(r"^/apis/batch/v1/jobs$"), "batch", "jobs", "JobList"),
     (re.compile(r"^/apis/metrics.k8s.io/v1beta1/nodes$"), "metrics.k8s.io", "nodes", "NodeMetricsList"),
@@ -88,6 +89,7 @@ class _Store:
     replicasets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resourcequotas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     node_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     pod_metrics: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -167,8 +169,14 @@ class FakeApiServer:
         return self.rv
 
     def add(self, kind: str, *objs: dict[str, Any]) -> None:
-        """Add objects of ``kind``: ``Node``, ``Pod``, ``ReplicaSet`` or ``Job``."""
-        stores = {"Node": self.store.nodes, "Pod": self.store.pods, "ReplicaSet": self.store.replicasets, "Job": self.store.jobs}
+        """Add (or replace) objects of ``kind``: ``Node``, ``Pod``, ``ReplicaSet``, ``Job`` or ``ResourceQuota``."""
+        stores = {
+            "Node": self.store.nodes,
+            "Pod": self.store.pods,
+            "ReplicaSet": self.store.replicasets,
+            "Job": self.store.jobs,
+            "ResourceQuota": self.store.resourcequotas,
+        }
         with self.cond:
             for o in objs:
                 m = o["metadata"]
@@ -328,6 +336,7 @@ class FakeApiServer:
                 ("", "nodes"): self.store.nodes,
                 ("", "pods"): self.store.pods,
                 ("", "events"): self.store.events,
+                ("", "resourcequotas"): self.store.resourcequotas,
                 ("apps", "replicasets"): self.store.replicasets,
                 ("batch", "jobs"): self.store.jobs,
                 ("metrics.k8s.io", "nodes"): self.store.node_metrics,

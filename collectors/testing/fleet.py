@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -12,7 +13,10 @@ from collectors.testing.fake_apiserver import FakeApiServer
 
 
 class Fleet:
-    """Nodes ``node-0000``..., pods of Deployments (via ReplicaSets), two containers each, one with no limit."""
+    """Nodes ``node-0000``..., pods of Deployments (via ReplicaSets), two containers each, one with no limit.
+
+    Each namespace ``team-N`` has a ResourceQuota ``compute`` counting its pods' requests and limits.
+    """
 
     def __init__(self, *, nodes: int, pods_per_node: int, refresh_s: float = 5.0) -> None:
         self.refresh_s = refresh_s
@@ -21,7 +25,7 @@ class Fleet:
         self.nodes = [f"node-{i:04d}" for i in range(nodes)]
         self.pods: dict[str, list[tuple[str, str, str]]] = {}  # node -> [(namespace, name, uid)]
         self.started = time.time() - 3600
-        self.objects: dict[str, list[dict[str, Any]]] = {"Node": [], "Pod": [], "ReplicaSet": []}
+        self.objects: dict[str, list[dict[str, Any]]] = {"Node": [], "Pod": [], "ReplicaSet": [], "ResourceQuota": []}
         for i, n in enumerate(self.nodes):
             self.objects["Node"].append(k.node(n, cpu="16", memory="64Gi"))
             self.pods[n] = []
@@ -44,6 +48,11 @@ class Fleet:
                 self.pods[n].append((ns, name, p["metadata"]["uid"]))
                 if i == 0:
                     self.objects["ReplicaSet"].append(k.replicaset(ns, rs, deployment=dep))
+        per_namespace = Counter(ns for pods in self.pods.values() for ns, _, _ in pods)
+        for ns, n in sorted(per_namespace.items()):
+            used = {"pods": str(n), "requests.cpu": f"{300 * n}m", "requests.memory": f"{320 * n}Mi", "limits.cpu": str(n)}
+            hard = {"pods": str(2 * n), "requests.cpu": f"{400 * n}m", "requests.memory": f"{512 * n}Mi", "limits.cpu": str(2 * n)}
+            self.objects["ResourceQuota"].append(k.resourcequota(ns, "compute", hard=hard, used=used))
 
     def install(self, server: FakeApiServer) -> None:
         for kind, objs in self.objects.items():

@@ -1,6 +1,6 @@
 """Builders of real-shaped Kubernetes objects for the test API server and tests.
 
-Shapes follow core/v1 (Node, Pod, Event), apps/v1 ReplicaSet, batch/v1 Job,
+Shapes follow core/v1 (Node, Pod, Event, ResourceQuota), apps/v1 ReplicaSet, batch/v1 Job,
 kubelet ``stats/v1alpha1`` Summary and metrics.k8s.io/v1beta1 Node/PodMetrics,
 with their JSON field names exactly. Values are whatever the test passes.
 """
@@ -19,6 +19,7 @@ __all__ = [
     "replicaset",
     "job",
     "event",
+    "resourcequota",
     "cpu",
     "memory",
     "fs",
@@ -150,6 +151,27 @@ def event(
         "reportingComponent": component,
         "reportingInstance": host or "",
     }
+
+
+def resourcequota(
+    namespace: str,
+    name: str,
+    *,
+    hard: dict[str, str],
+    used: dict[str, str] | None = None,
+    created: datetime = T0,
+) -> dict[str, Any]:
+    """A core/v1 ResourceQuota as a list item; ``used=None``: no status yet (the quota controller has not run).
+
+    With ``used`` the status is what kube-controller-manager writes: ``status.hard``
+    a copy of ``spec.hard`` and ``status.used`` one entry per hard resource.
+    """
+    obj: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": namespace, "uid": _uid(), "creationTimestamp": rfc3339(created)},
+        "spec": {"hard": dict(hard)},
+    }
+    obj["status"] = {"hard": dict(hard), "used": dict(used)} if used is not None else {}
+    return obj
 
 
 # -- kubelet stats/v1alpha1 ----------------------------------------------------

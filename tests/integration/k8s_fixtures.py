@@ -176,7 +176,7 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
 
 @pytest.fixture
 def k8s_namespace(kube: Kube) -> Iterator[str]:
-    """A fresh namespace with its ``default`` ServiceAccount; its pods and events are deleted afterwards.
+    """A fresh namespace with its ``default`` ServiceAccount; its pods, events and quotas are deleted afterwards.
 
     There is no controller manager: nothing else creates the ServiceAccount
     that pod admission requires, nor empties a deleted namespace.
@@ -188,6 +188,8 @@ def k8s_namespace(kube: Kube) -> Iterator[str]:
     # Pods bound to a node wait for their kubelet to confirm deletion: grace 0 skips that.
     kube.call("DELETE", f"/api/v1/namespaces/{ns}/pods", gracePeriodSeconds=0)
     kube.call("DELETE", f"/api/v1/namespaces/{ns}/events")
+    # Quotas too, or every later collector pass lists them in a namespace stuck in Terminating.
+    kube.call("DELETE", f"/api/v1/namespaces/{ns}/resourcequotas")
     kube.call("DELETE", f"/api/v1/namespaces/{ns}", ok=(200, 202))
 
 

@@ -13,9 +13,9 @@ from collectors.testing import FakeApiServer
 from collectors.testing import payloads as k
 from kubepulse.cli import app
 from models.codec import decode
-from models.records import NodeScrape
+from models.records import NodeScrape, QuotaScrape
 from models.settings import Settings
-from streams.topics import METRICS
+from streams.topics import METRICS, QUOTAS
 from tests.kafkautil import consume
 
 
@@ -29,6 +29,11 @@ async def test_collect_once_prints_a_row_per_cluster_and_exits_non_zero_when_one
             uid = good.store.pods[("shop", pod)]["metadata"]["uid"]
             st = k.pod_stats("shop", pod, uid=uid, time=0, cpu_ns=1, working_set=1, containers=[k.container_stats("app", time=0, cpu_ns=1, working_set=1)])
             good.set_summary(n, k.summary(n, time=0, cpu_ns=1, working_set=1, pods=[st]))
+        good.add(
+            "ResourceQuota",
+            k.resourcequota("shop", "compute", hard={"requests.cpu": "2", "pods": "10"}, used={"requests.cpu": "600m", "pods": "2"}),
+            k.resourcequota("batch", "jobs", hard={"count/jobs.batch": "20"}, used={"count/jobs.batch": "0"}),
+        )
         bad.add("Node", k.node("n1"))
         clusters = [
             {"name": "good", "kubeconfig": str(good.write_kubeconfig(tmp_path / "good.yaml"))},
@@ -40,9 +45,17 @@ async def test_collect_once_prints_a_row_per_cluster_and_exits_non_zero_when_one
         # In a thread: the command runs its own event loop, as it does from a shell.
         result = await asyncio.to_thread(CliRunner().invoke, app, ["collect", "--once"])
     assert result.exit_code == 1, result.output
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]] for line in result.output.splitlines() if line.count("│") > 5}
-    assert rows["good"][:6] == ["good", "summary", "2", "2", "6", "0"]
-    assert rows["bad"][2:6] == ["0", "0", "0", "1"] and "401 Unauthorized" in rows["bad"][7]
+    lines = result.output.splitlines()
+    header = next(line for line in lines if "cluster" in line and "quotas" in line)
+    assert [c.strip() for c in header.split("┃")[1:-1]] == ["cluster", "source", "nodes", "pods", "samples", "quotas", "errors", "seconds", "problem"]
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]] for line in lines if line.count("│") > 5}
+    assert rows["good"][:7] == ["good", "summary", "2", "2", "6", "2", "0"]
+    # Two calls refused: a node or pod list (the pass) and the ResourceQuota list beside it.
+    assert rows["bad"][2:7] == ["0", "0", "0", "0", "2"] and "401 Unauthorized on list" in rows["bad"][8]
     msgs = await consume(settings, METRICS.named(settings.kafka.topic_prefix), count=2, timeout=15)
     assert sorted(key for key, _ in msgs) == ["good/n1", "good/n2"]
     assert {decode(NodeScrape, v).pods[0].name for _, v in msgs} == {"web-1", "web-2"}
+    quotas = await consume(settings, QUOTAS.named(settings.kafka.topic_prefix), count=2, timeout=15)
+    got = {key: decode(QuotaScrape, v) for key, v in quotas}
+    assert sorted(got) == ["good/batch/jobs", "good/shop/compute"]
+    assert got["good/shop/compute"].used == {"requests.cpu": 0.6, "pods": 2.0}
