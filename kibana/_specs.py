@@ -6,7 +6,7 @@ saved object (``kibana._lens``) and into an Elasticsearch search body
 checks the same fields, filters and aggregations the dashboard uses.
 
 Filters are a conjunction of simple conditions (:class:`Is`, :class:`Exists`,
-:class:`Not`) rather than free KQL: each renders to KQL for Kibana and to
+:class:`AtLeast`, :class:`Not`) rather than free KQL: each renders to KQL for Kibana and to
 query DSL for the check, so the two cannot drift apart.
 """
 
@@ -18,6 +18,7 @@ from typing import Literal, Union
 __all__ = [
     "Is",
     "Exists",
+    "AtLeast",
     "Not",
     "Cond",
     "kql",
@@ -58,11 +59,19 @@ class Exists:
 
 
 @dataclass(frozen=True)
+class AtLeast:
+    """``field >= value``: a numeric threshold (``kubernetes.resourcequota.used.pct >= 0.8``)."""
+
+    field: str
+    value: float
+
+
+@dataclass(frozen=True)
 class Not:
-    cond: Is | Exists
+    cond: Is | Exists | AtLeast
 
 
-Cond = Union[Is, Exists, Not]
+Cond = Union[Is, Exists, AtLeast, Not]
 
 
 def _kql_value(v: str) -> str:
@@ -74,6 +83,8 @@ def _kql_one(c: Cond) -> str:
         return f"not {_kql_one(c.cond)}"
     if isinstance(c, Exists):
         return f"{c.field} : *"
+    if isinstance(c, AtLeast):
+        return f"{c.field} >= {c.value:g}"
     if len(c.values) == 1:
         return f"{c.field} : {_kql_value(c.values[0])}"
     return f"{c.field} : (" + " or ".join(_kql_value(v) for v in c.values) + ")"
@@ -84,6 +95,8 @@ def kql(where: tuple[Cond, ...]) -> str:
 
     >>> kql((Is("metricset.name", "node"), Not(Is("kubernetes.event.type", "Normal", "Info"))))
     'metricset.name : "node" and not kubernetes.event.type : ("Normal" or "Info")'
+    >>> kql((AtLeast("kubernetes.resourcequota.used.pct", 0.8),))
+    'kubernetes.resourcequota.used.pct >= 0.8'
     """
     return " and ".join(_kql_one(c) for c in where)
 
@@ -93,6 +106,8 @@ def _dsl_one(c: Cond) -> dict:
         return {"bool": {"must_not": [_dsl_one(c.cond)]}}
     if isinstance(c, Exists):
         return {"exists": {"field": c.field}}
+    if isinstance(c, AtLeast):
+        return {"range": {c.field: {"gte": c.value}}}
     if len(c.values) == 1:
         return {"term": {c.field: c.values[0]}}
     return {"terms": {c.field: list(c.values)}}

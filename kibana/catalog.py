@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from kibana._specs import (
     Agg,
+    AtLeast,
     Bin,
     DashboardSpec,
     DateHistogram,
@@ -35,7 +36,7 @@ __all__ = ["DASHBOARDS", "SEARCHES", "DATA_VIEW_KINDS", "TIME_FIELD", "all_panel
 
 TIME_FIELD = "@timestamp"
 
-DATA_VIEW_KINDS: tuple[str, ...] = ("metrics", "events", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
+DATA_VIEW_KINDS: tuple[str, ...] = ("metrics", "events", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter", "quotas")
 """One data view per index alias; the order is the order in the NDJSON file."""
 
 T = DateHistogram()
@@ -531,6 +532,79 @@ ANOMALIES = DashboardSpec(
     ),
 )
 
+# ----------------------------------------------------------------- namespaces and quotas
+
+QUOTA_SHARE = "kubernetes.resourcequota.used.pct"
+QUOTA_RESOURCE = Terms("kubernetes.resourcequota.resource", 5, "Resource")
+NAMESPACE = Terms("kubernetes.namespace", 10, "Namespace")
+MAX_QUOTA_SHARE = Metric("max", QUOTA_SHARE, "Used of hard (max)", "percent")
+
+QUOTAS = DashboardSpec(
+    key="quotas",
+    title="[kubepulse] Namespaces and quotas",
+    description="ResourceQuotas: how much of each namespace's quota its pods use (requests, limits, pod count), "
+    "the namespaces closest to their limits, and every quota above 80 %.",
+    control_kind="quotas",
+    panels=(
+        Panel(
+            "quota-resources-above-90",
+            "Quota resources above 90 %",
+            "quotas",
+            "metric",
+            (Metric("unique_count", "kubepulse.entity", "Resources above 90 %"),),
+            where=(AtLeast(QUOTA_SHARE, 0.9),),
+            description="Distinct (quota, resource) pairs used above 90 % in the time range: KubeQuotaAlmostFull territory.",
+            w=16,
+            h=6,
+        ),
+        Panel("quota-highest-share", "Highest quota use", "quotas", "metric", (Metric("max", QUOTA_SHARE, "Highest use", "percent"),), w=16, h=6),
+        Panel(
+            "quota-namespaces",
+            "Namespaces with a quota",
+            "quotas",
+            "metric",
+            (Metric("unique_count", "kubernetes.namespace", "Namespaces"),),
+            w=16,
+            h=6,
+        ),
+        Panel("quota-top-namespaces", "Top namespaces by quota use", "quotas", "bar", (MAX_QUOTA_SHARE,), x=NAMESPACE, split=QUOTA_RESOURCE),
+        Panel("quota-share-time", "Quota use over time, top namespaces", "quotas", "line", (MAX_QUOTA_SHARE,), x=T, split=NAMESPACE),
+        Panel(
+            "quota-above-80",
+            "Quotas above 80 %",
+            "quotas",
+            "table",
+            (
+                Metric("max", QUOTA_SHARE, "Used of hard", "percent"),
+                Metric("max", "kubernetes.resourcequota.used.value", "Used (cores, bytes or count)", "number"),
+                Metric("max", "kubernetes.resourcequota.hard.value", "Hard", "number"),
+            ),
+            rows=(
+                CLUSTER,
+                Terms("kubernetes.namespace", 50, "Namespace"),
+                Terms("kubernetes.resourcequota.name", 10, "ResourceQuota"),
+                Terms("kubernetes.resourcequota.resource", 10, "Resource"),
+            ),
+            where=(AtLeast(QUOTA_SHARE, 0.8),),
+            w=48,
+        ),
+        Panel(
+            "quota-all",
+            "Every quota",
+            "quotas",
+            "table",
+            (
+                MAX_QUOTA_SHARE,
+                Metric("average", "kubernetes.resourcequota.used.value", "Used (average)", "number"),
+                Metric("max", "kubernetes.resourcequota.hard.value", "Hard", "number"),
+            ),
+            rows=(CLUSTER, Terms("kubernetes.namespace", 50, "Namespace"), Terms("kubernetes.resourcequota.resource", 10, "Resource")),
+            w=48,
+            h=14,
+        ),
+    ),
+)
+
 # ----------------------------------------------------------------- searches
 
 WARNING_EVENTS = SearchSpec(
@@ -704,7 +778,7 @@ EVENTS = DashboardSpec(
     ),
 )
 
-DASHBOARDS: tuple[DashboardSpec, ...] = (FLEET, NODES, WORKLOADS, NET_STORAGE, ANOMALIES, ALERTS, EVENTS)
+DASHBOARDS: tuple[DashboardSpec, ...] = (FLEET, NODES, WORKLOADS, QUOTAS, NET_STORAGE, ANOMALIES, ALERTS, EVENTS)
 
 
 def all_panels() -> list[Panel]:

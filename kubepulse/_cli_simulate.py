@@ -41,7 +41,7 @@ def simulate(
 ) -> None:
     """Publish a simulated fleet's node scrapes and events, with labelled incidents, to Kafka.
 
-    Writes kubepulse.metrics.v1, kubepulse.events.v1 and kubepulse.incidents.v1
+    Writes kubepulse.metrics.v1, kubepulse.events.v1, kubepulse.quotas.v1 and kubepulse.incidents.v1
     (under kafka.topic_prefix); flags override the simulator settings.
     """
     from datetime import timezone

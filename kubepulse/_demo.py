@@ -76,7 +76,7 @@ SUMMARY_KEYS = (
     "incidents_injected", "incidents_detected", "notifications", "dead_letters",
 )
 
-DOCUMENT_KINDS = ("metrics", "events", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
+DOCUMENT_KINDS = ("metrics", "events", "quotas", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
 _WALL_TIME_KINDS = ("notifications", "deadletter")
 """Kinds stamped with the wall clock (when a notification was sent, when a record failed); the others carry data time."""
 

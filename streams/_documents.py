@@ -1,7 +1,8 @@
 """Records to Elasticsearch documents: the field table of ``streams._mappings`` made fast, plus ids and index names.
 
 A node scrape becomes one document per entity (node, pod, container,
-volume); every other record becomes one document. Each document's ``_id`` is
+volume), a ResourceQuota one per resource it limits; every other record
+becomes one document. Each document's ``_id`` is
 a hash of what identifies the record (cluster, entity or series, event time,
 kind), so indexing the same record twice (a replay after a crash or a
 rebalance) overwrites the same document instead of adding one.
@@ -27,9 +28,11 @@ from models.records import (
     KubeEvent,
     NodeScrape,
     Notification,
+    QuotaScrape,
     Record,
     Rollup,
 )
+from models.series import quota_entities
 from streams._mappings import DATE, KIND_FIELDS, KINDS, METRICSET_FIELDS, Derived, Entry, Field
 
 __all__ = ["Document", "documents_for", "index_name", "doc_id", "kind_of"]
@@ -222,6 +225,34 @@ def _metrics(s: NodeScrape) -> list[Document]:
     return out
 
 
+class _QuotaResource(NamedTuple):
+    """One resource of a ResourceQuota, as the ``quotas`` field table reads it: ``hard`` and ``used`` are that resource's."""
+
+    cluster: str
+    namespace: str
+    name: str
+    timestamp: datetime
+    source: str
+    hard: float
+    used: float | None
+
+
+def _quotas(q: QuotaScrape) -> list[Document]:
+    # One document per resource, the ones models.series makes series of (the
+    # ``hard`` keys: Kubernetes only counts what a quota limits), so the
+    # document's share and entity are the rule engine's.
+    ts = q.timestamp.isoformat()
+    day = _day(q.timestamp)
+    compiled = _KINDS["quotas"]
+    out = []
+    for e in quota_entities(q):
+        resource = e.labels["resource"]
+        view = _QuotaResource(q.cluster, q.namespace, q.name, q.timestamp, q.source, q.hard[resource], q.used.get(resource))
+        ctx = {"record": view, "resource": resource, "entity": e.prefix, "used_share": dict(e.metrics)["quota.used_share"]}
+        out.append(Document("quotas", day, doc_id("quotas", q.cluster, q.namespace, q.name, resource, ts), _build(compiled, ctx)))
+    return out
+
+
 def _one(kind: str, record: Record, ts: datetime, *id_parts: object) -> list[Document]:
     body = _build(_KINDS[kind], {"record": record})
     body.setdefault("@timestamp", ts.isoformat())
@@ -267,6 +298,7 @@ def _deadletter(r: DeadLetter) -> list[Document]:
 _BUILDERS: dict[type[Record], Callable[[Any], list[Document]]] = {
     NodeScrape: _metrics,
     KubeEvent: _events,
+    QuotaScrape: _quotas,
     Rollup: _rollups,
     Anomaly: _anomalies,
     AlertTransition: _alerts,
@@ -277,7 +309,7 @@ _BUILDERS: dict[type[Record], Callable[[Any], list[Document]]] = {
 
 
 def documents_for(record: Record) -> list[Document]:
-    """The documents one record becomes (one per entity for a node scrape, else one).
+    """The documents one record becomes (one per entity for a node scrape, one per resource for a quota, else one).
 
     >>> from datetime import datetime, timezone
     >>> from models.records import NodeScrape, PodSample, ContainerSample

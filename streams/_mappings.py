@@ -27,6 +27,11 @@ kubernetes module names for the measurements, *where the unit matches*:
   ``rx_bytes_total``); our rates have no Metricbeat name and get
   ``network.rx.bytes_per_s``. Interfaces are summed per pod and per node,
   as Metricbeat does.
+* ResourceQuotas: Metricbeat's ``state_resourcequota`` writes one document
+  per quota, resource and type (``kubernetes.resourcequota.quota`` with
+  ``type: hard|used``); ours is one document per quota and resource holding
+  both, laid out like a filesystem's (``used.value``, ``hard.value`` and
+  ``used.pct`` = used / hard), so the share needs no scripting in Lens.
 
 Types are sized to the data: ``long`` for bytes and counters, ``integer``
 for small counts, ``float`` for rates and core amounts (7 significant digits
@@ -63,7 +68,7 @@ __all__ = [
     "alias_name",
 ]
 
-KINDS: tuple[str, ...] = ("metrics", "events", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
+KINDS: tuple[str, ...] = ("metrics", "events", "quotas", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
 """The record kinds that are indexed: one index template, alias and daily index series each."""
 
 METRICSETS: tuple[str, ...] = ("node", "pod", "container", "volume")
@@ -396,6 +401,29 @@ KIND_FIELDS: dict[str, list[Entry]] = {
             "the involved Node, else the reporting host (kubelet events come from their node)",
         ),
     ],
+    "quotas": [
+        # One document per resource of the quota: the paths are from that
+        # resource's view of the record, where ``hard`` and ``used`` are the
+        # resource's numbers (``streams._documents`` builds the views).
+        Field("@timestamp", DATE, "timestamp"),
+        Field("orchestrator.cluster.name", KEYWORD, "cluster"),
+        Field("kubernetes.namespace", KEYWORD, "namespace"),
+        Field("kubernetes.resourcequota.name", KEYWORD, "name"),
+        Field("kubepulse.source", KEYWORD, "source"),
+        Derived("event.kind", KEYWORD, _const("metric")),
+        Derived("event.module", KEYWORD, _const("kubernetes")),
+        Derived("event.dataset", KEYWORD, _const("kubernetes.resourcequota")),
+        Derived("kubernetes.resourcequota.resource", KEYWORD, lambda ctx: ctx["resource"], "the resource this document is about"),
+        Field("kubernetes.resourcequota.hard.value", DOUBLE, "hard"),
+        Field("kubernetes.resourcequota.used.value", DOUBLE, "used"),
+        Derived(
+            "kubernetes.resourcequota.used.pct",
+            SHARE,
+            lambda ctx: ctx["used_share"],
+            "used / hard as models.series computes quota.used_share: absent while not counted or for a hard limit of 0",
+        ),
+        Derived("kubepulse.entity", KEYWORD, lambda ctx: ctx["entity"], "the series id prefix: joins to rollups and anomalies"),
+    ],
     "rollups": [
         Field("@timestamp", DATE, "window_start"),
         Field("kubepulse.window.end", DATE, "window_end"),
@@ -495,7 +523,7 @@ KIND_FIELDS: dict[str, list[Entry]] = {
         Field("event.original", RAW, "payload", _none_if_empty),
     ],
 }
-"""Documents of the other kinds: one per record. Paths are from the record root."""
+"""Documents of the other kinds: one per record (one per resource for a quota). Paths are from the record root."""
 
 EXCLUDED: dict[str, dict[str, str]] = {
     "metrics": {
@@ -504,6 +532,7 @@ EXCLUDED: dict[str, dict[str, str]] = {
         "pods[].network[].name": "interfaces are summed per pod, as Metricbeat does",
     },
     "events": {"schema_version": "the envelope's version, not data"},
+    "quotas": {"schema_version": "the envelope's version, not data"},
     "rollups": {"schema_version": "the envelope's version, not data"},
     "anomalies": {"schema_version": "the envelope's version, not data"},
     "alerts": {"schema_version": "the envelope's version, not data"},

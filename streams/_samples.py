@@ -24,6 +24,7 @@ from models.records import (
     Notification,
     ObjectRef,
     PodSample,
+    QuotaScrape,
     Record,
     Resources,
     Rollup,
@@ -152,6 +153,17 @@ def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
             source_component="kubelet",
             source_host="n1",
             resource_version="12345",
+        ),
+        # A quota as Kubernetes reports one: a count/ resource (its "/" is escaped in the series id, kept
+        # in the document), a resource not counted yet (no used.pct) and a hard limit of 0 (none either).
+        "quotas": QuotaScrape(
+            cluster="c1",
+            namespace="ns0",
+            name="compute",
+            timestamp=timestamp,
+            source="kubernetes",
+            hard={"requests.cpu": 4.0, "requests.memory": 8 * 2**30, "pods": 20.0, "count/deployments.apps": 10.0, "requests.storage": 0.0, "limits.cpu": 8.0},
+            used={"requests.cpu": 3.7, "requests.memory": 2 * 2**30, "pods": 9.0, "count/deployments.apps": 10.0, "requests.storage": 0.0},
         ),
         "rollups": Rollup(
             series_id=sid,

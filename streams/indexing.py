@@ -1,4 +1,4 @@
-"""Reads the raw and result topics (metrics, events, rollups, anomalies, alerts, notifications, incidents, deadletter), writes Elasticsearch and kubepulse.deadletter.v1.
+"""Reads the raw and result topics (metrics, events, quotas, rollups, anomalies, alerts, notifications, incidents, deadletter), writes Elasticsearch and kubepulse.deadletter.v1.
 
 Three layers, each usable on its own:
 

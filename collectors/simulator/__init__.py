@@ -1,7 +1,8 @@
 """A simulated fleet of Kubernetes clusters that publishes what the real collectors publish, with labelled incidents.
 
 :class:`Fleet` is the pure, seeded generator (``step(now)`` gives node scrapes,
-events and the incidents it injected); :func:`run` publishes it to Kafka in
+events and the incidents it injected, ``quotas()`` the namespaces'
+ResourceQuotas as of that step); :func:`run` publishes it to Kafka in
 real, accelerated or no-sleep time and writes the ground truth to a labels
 file; :mod:`collectors.simulator.labels` scores detections against it.
 """

@@ -1,5 +1,10 @@
 """The pure generator: a fleet of clusters whose ``step(now)`` returns node scrapes, events and injected incidents.
 
+``quotas()`` then gives the ResourceQuotas as of that step (one ``compute``
+quota per cluster and namespace, see ``collectors.simulator._quotas``): a
+method of its own so the callers of ``step`` keep their three-tuple, and
+free of random draws, so calling it or not changes no other record.
+
 Deterministic for a seed and a sequence of timestamps; it never sleeps and
 never talks to Kafka (``collectors.simulator._publish`` does), so tests and
 benchmarks can run it as fast as they like in simulated time.
@@ -20,7 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from models.records import Incident, Interface, KubeEvent, NodeSample, NodeScrape, PodSample, Volume, ContainerSample, Filesystem
+from models.records import Incident, Interface, KubeEvent, NodeSample, NodeScrape, PodSample, QuotaScrape, Volume, ContainerSample, Filesystem
 from models.settings import SimulatorSettings
 
 from collectors.simulator._build import make
@@ -45,6 +50,7 @@ from collectors.simulator._layout import (
     build_clusters,
     new_pod,
 )
+from collectors.simulator._quotas import quota_hard, quota_records
 from collectors.simulator.errors import SimulatorError
 
 __all__ = ["Fleet", "StepResult"]
@@ -92,6 +98,8 @@ class Fleet:
     True
     >>> fleet.step(t0 + timedelta(seconds=15))[0][0].pods[0].containers[0].cpu_cores > 0
     True
+    >>> [(q.key, q.timestamp == t0 + timedelta(seconds=15)) for q in fleet.quotas()][:2]
+    [('prod-eu-west/kube-system/compute', True), ('prod-eu-west/payments/compute', True)]
     """
 
     def __init__(
@@ -142,6 +150,9 @@ class Fleet:
         self._rng = random.Random(f"kubepulse-sim:{self.seed}:noise")
         self._chaos = random.Random(f"kubepulse-sim:{self.seed}:incidents")
         self.events = EventFactory(random.Random(f"kubepulse-sim:{self.seed}:events"))
+        self._quota_rng = random.Random(f"kubepulse-sim:{self.seed}:quotas")
+        self._quota_hard: dict[tuple[str, str], dict[str, float]] = {}
+        self._ts: datetime | None = None
         self._clusters: list[ClusterState] = []
         self._t: float | None = None
         self._origin: float | None = None
@@ -173,6 +184,7 @@ class Fleet:
                 containers_per_pod=self.containers_per_pod,
                 t=t,
             )
+            self._quota_hard = quota_hard(self._quota_rng, self._clusters)
             dt = None
         else:
             if t <= self._t:
@@ -196,7 +208,19 @@ class Fleet:
             for node in cl.nodes:
                 scrapes.append(self._scrape(cl, node, t, dt, ts, s_day))
         self._t = t
+        self._ts = ts
         return scrapes, events, injected
+
+    def quotas(self) -> list[QuotaScrape]:
+        """The ResourceQuotas as of the last step, stamped with its time: one ``compute`` quota per cluster and namespace.
+
+        ``used`` is what that step's pods request (the sums of the node
+        scrapes' pod requests and container limits, and the pod count);
+        ``hard`` was set when the first step laid the fleet out.
+        """
+        if self._ts is None:
+            raise SimulatorError("quotas() needs a step first: the first step lays the fleet out")
+        return quota_records(self._clusters, self._quota_hard, self._ts)
 
     # --------------------------------------------------------- for incidents
     def restart(self, c: ContainerState, t: float, reason: str, *, times: int = 1) -> None:

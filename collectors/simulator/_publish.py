@@ -1,4 +1,4 @@
-"""Writes kubepulse.metrics.v1, kubepulse.events.v1 and kubepulse.incidents.v1 from a simulated fleet, plus a labels file.
+"""Writes kubepulse.metrics.v1, kubepulse.events.v1, kubepulse.quotas.v1 and kubepulse.incidents.v1 from a simulated fleet, plus a labels file.
 
 Time runs three ways. Real time (``speed=1``): one step every interval.
 Accelerated (``speed=10``): 15 s of simulated time every 1.5 s of wall time,
@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from models.codec import encode
 from models.records import Incident
 from models.settings import Settings
-from streams.topics import EVENTS, INCIDENTS, METRICS
+from streams.topics import EVENTS, INCIDENTS, METRICS, QUOTAS
 
 from collectors.simulator._fleet import Fleet
 from collectors.simulator.errors import SimulatorError
@@ -44,6 +44,7 @@ class RunStats:
     steps: int = 0
     scrapes: int = 0
     events: int = 0
+    quotas: int = 0
     incidents: int = 0
     bytes: int = 0
     wall_s: float = 0.0
@@ -56,6 +57,7 @@ class RunStats:
             "steps": self.steps,
             "scrapes": self.scrapes,
             "events": self.events,
+            "quotas": self.quotas,
             "incidents": self.incidents,
             "bytes": self.bytes,
             "wall_s": round(self.wall_s, 3),
@@ -98,7 +100,7 @@ async def run(
     labels_file: Path | None = None,
     on_incident: Callable[[Incident], None] | None = None,
 ) -> RunStats:
-    """Publish the fleet's scrapes, events and incidents every interval until ``iterations``, ``stop`` or ``duration_s``.
+    """Publish the fleet's scrapes, events, ResourceQuotas and incidents every interval until ``iterations``, ``stop`` or ``duration_s``.
 
     ``speed`` divides the wall time between steps; ``duration_s`` is wall
     time. The labels file (``labels_file`` or ``settings.simulator.labels_file``)
@@ -113,6 +115,7 @@ async def run(
     interval = fleet.interval_s
     prefix = settings.kafka.topic_prefix
     metrics_topic, events_topic, incidents_topic = METRICS.named(prefix), EVENTS.named(prefix), INCIDENTS.named(prefix)
+    quotas_topic = QUOTAS.named(prefix)
     if start is None:
         now = datetime.now(timezone.utc).replace(microsecond=0)
         start = now - timedelta(seconds=interval * (iterations - 1)) if no_sleep and iterations else now
@@ -130,7 +133,7 @@ async def run(
         max_batch_size=1 << 20,
     )
     try:
-        await _ensure_topics(settings, [metrics_topic, events_topic, incidents_topic])
+        await _ensure_topics(settings, [metrics_topic, events_topic, quotas_topic, incidents_topic])
         await producer.start()
     except KafkaError as exc:
         await producer.stop()
@@ -150,6 +153,7 @@ async def run(
                 break
             now = start + timedelta(seconds=interval * k)
             scrapes, events, incidents = fleet.step(now)
+            quotas = fleet.quotas()
             futures = []
             for rec in scrapes:
                 data = encode(rec)
@@ -159,6 +163,10 @@ async def run(
                 data = encode(ev)
                 stats.bytes += len(data)
                 futures.append(await producer.send(events_topic, data, key=ev.key.encode()))
+            for q in quotas:
+                data = encode(q)
+                stats.bytes += len(data)
+                futures.append(await producer.send(quotas_topic, data, key=q.key.encode()))
             for inc in incidents:
                 data = encode(inc)
                 futures.append(await producer.send(incidents_topic, data, key=inc.key.encode()))
@@ -175,6 +183,7 @@ async def run(
             stats.steps += 1
             stats.scrapes += len(scrapes)
             stats.events += len(events)
+            stats.quotas += len(quotas)
             stats.incidents += len(incidents)
             stats.incident_ids.extend(i.incident_id for i in incidents)
             stats.first_timestamp = stats.first_timestamp or now

@@ -1,4 +1,4 @@
-"""The indexer against the real Kafka and Elasticsearch: types, idempotent replays, dead letters, retention."""
+"""The indexer against the real Kafka and Elasticsearch: types, idempotent replays, quotas, dead letters, retention."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 from typer.testing import CliRunner
 
+from collectors.simulator import Fleet
 from models.codec import decode
-from models.records import DeadLetter, NodeScrape, Rollup
+from models.records import DeadLetter, NodeScrape, QuotaScrape, Rollup
 from models.settings import Settings
 from streams._documents import documents_for
 from streams._es import async_client, install_templates, sync_client
 from streams._mappings import KINDS, alias_name, field_types
 from streams._samples import full_records, node_scrape
 from streams.janitor import run_janitor
-from streams.topics import DEADLETTER, METRICS, ROLLUPS, spec_for
+from streams.topics import DEADLETTER, METRICS, QUOTAS, ROLLUPS, spec_for
 from tests.indexingutil import IndexerProcess, cleanup_es, count, indexer_env, wait_for_committed, wait_for_count
 from tests.kafkautil import consume, create_topics, produce
 
@@ -199,3 +200,65 @@ async def test_naming_an_ilm_policy_on_a_cluster_without_ilm_fails_setup_with_th
     # Nothing half-installed: no template names the missing policy.
     resp = await es.options(ignore_status=404).indices.get_index_template(name=f"{settings.elasticsearch.index_prefix}-*")
     assert resp.get("index_templates", []) == []
+
+
+QUOTA_T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _quotas() -> list[QuotaScrape]:
+    """Three steps of a simulated cluster's quotas, and one as Kubernetes reports it (a count/ resource, one not counted yet)."""
+    fleet = Fleet(clusters=1, nodes_per_cluster=2, pods_per_node=5, seed=3, incidents="none")
+    out = []
+    for k in range(3):
+        fleet.step(QUOTA_T0 + timedelta(seconds=15 * k))
+        out += fleet.quotas()
+    sample = full_records(timestamp=QUOTA_T0)["quotas"]
+    assert isinstance(sample, QuotaScrape)
+    return [*out, sample]
+
+
+async def test_a_quota_record_lands_as_one_typed_document_per_resource_and_a_replay_adds_none(
+    settings: Settings, es: AsyncElasticsearch, indexer: IndexerProcess
+) -> None:
+    topic = QUOTAS.named(settings.kafka.topic_prefix)
+    await create_topics(settings, [topic])
+    quotas = _quotas()
+    items = [(q.key, q) for q in quotas]
+    expected = sum(len(q.hard) for q in quotas)
+    await produce(settings, topic, items)
+    alias = alias_name(settings, "quotas")
+    assert await wait_for_count(es, alias, expected, proc=indexer) == expected
+
+    mapping = (await es.indices.get_mapping(index=alias)).body
+    (body,) = mapping.values()
+    assert body["mappings"]["dynamic"] == "strict"
+    assert next(iter(mapping)) == f"{settings.elasticsearch.index_prefix}-quotas-2026.03.01"
+    rq = body["mappings"]["properties"]["kubernetes"]["properties"]["resourcequota"]["properties"]
+    assert rq["used"]["properties"]["pct"]["type"] == field_types("quotas")["kubernetes.resourcequota.used.pct"] == "double"
+    assert rq["resource"]["type"] == "keyword"
+
+    # Numbers are numbers: a range on the share finds exactly the quotas the simulator runs close to full.
+    near_full = [(q, r) for q in quotas for r in q.hard if r in q.used and q.hard[r] > 0 and q.used[r] / q.hard[r] >= 0.9]
+    assert {(q.namespace, r) for q, r in near_full} == {("shop", "requests.memory"), ("ns0", "requests.cpu"), ("ns0", "count/deployments.apps")}
+    assert await count(es, alias, {"range": {"kubernetes.resourcequota.used.pct": {"gte": 0.9}}}) == len(near_full)
+    # Resources aggregate as keywords, "/" included; one document per quota and resource at each time.
+    resp = await es.search(
+        index=alias,
+        size=0,
+        query={"term": {"kubernetes.resourcequota.name": "compute"}},
+        aggs={"r": {"terms": {"field": "kubernetes.resourcequota.resource", "size": 20}}},
+    )
+    by_resource = {b["key"]: b["doc_count"] for b in resp["aggregations"]["r"]["buckets"]}
+    assert by_resource == {r: sum(r in q.hard for q in quotas) for q in quotas for r in q.hard}
+    assert by_resource["count/deployments.apps"] == 1 and by_resource["pods"] == len(quotas)
+    # Not counted yet: the document has the hard limit and no share.
+    resp = await es.search(index=alias, query={"term": {"kubernetes.resourcequota.resource": "limits.cpu"}}, size=50)
+    sample = [h["_source"] for h in resp["hits"]["hits"] if h["_source"]["kubernetes.namespace"] == "ns0"]
+    assert len(sample) == 1 and sample[0]["kubernetes.resourcequota.hard.value"] == 8.0
+    assert "kubernetes.resourcequota.used.pct" not in sample[0]
+
+    # The same records again: once the indexer has committed past them, they overwrote their own documents.
+    await produce(settings, topic, items)
+    group = f"{settings.kafka.consumer_group}-indexing"
+    assert await wait_for_committed(settings, group, topic, 2 * len(items)) == 2 * len(items)
+    assert await count(es, alias) == expected

@@ -1,7 +1,7 @@
 """Every Kibana panel and saved search, run as the query Lens/Discover would send, against real Elasticsearch.
 
 The data is real pipeline output, not hand-made documents: a simulated fleet
-(collectors.simulator) goes through the worker's own Pipeline (windows,
+(collectors.simulator, its node scrapes and ResourceQuotas) goes through the worker's own Pipeline (windows,
 detectors, the default rule pack with the predictive rules' timing shortened
 so a 10-minute run can fire them), its events through the rule engine, and
 every record through the indexing engineer's document builder into this
@@ -30,7 +30,7 @@ from kibana.catalog import DASHBOARDS, SEARCHES, all_panels
 from kibana.saved_objects import data_view_title
 from models.codec import decode
 from models.errors import RecordError
-from models.records import AlertTransition, NodeScrape, Notification, Record
+from models.records import AlertTransition, NodeScrape, Notification, QuotaScrape, Record
 from models.settings import Settings, load_settings
 from streams._documents import documents_for, index_name
 from streams._es import async_client, install_templates
@@ -59,7 +59,7 @@ def _fast_rules(directory: Path) -> Path:
 
 
 def fleet_records(settings: Settings, start: datetime) -> list[Record]:
-    """Ten minutes of a 2-cluster fleet through the real pipeline: scrapes, events, incidents, rollups, anomalies, alerts."""
+    """Ten minutes of a 2-cluster fleet through the real pipeline: scrapes, events, quotas, incidents, rollups, anomalies, alerts."""
     fleet = Fleet(
         clusters=2,
         nodes_per_cluster=2,
@@ -76,7 +76,7 @@ def fleet_records(settings: Settings, start: datetime) -> list[Record]:
     out: list[Record] = []
     for i in range(STEPS):
         scrapes, events, incidents = fleet.step(start + timedelta(seconds=i * INTERVAL_S))
-        out += [*scrapes, *events, *incidents]
+        out += [*scrapes, *events, *incidents, *fleet.quotas()]
         for s in scrapes:
             st = states.setdefault(s.key, pipeline.new_state(s.key))
             o = pipeline.process(st, s)
@@ -243,3 +243,23 @@ async def test_data_view_titles_resolve_to_the_indexed_aliases(fleet_es) -> None
         assert resp["aliases"], f"data view {v['id']} title {v['attributes']['title']} is no alias"
         count = (await client.count(index=v["attributes"]["title"]))["count"]
         assert count > 0, f"data view {v['id']} has no documents"
+
+
+async def test_quota_panels_show_the_namespace_the_simulator_runs_close_to_its_quota(fleet_es, window) -> None:
+    client, settings, records = fleet_es
+    _, start, end = window
+    panels = {p.key: p for p in all_panels()}
+    quotas = [r for r in records if isinstance(r, QuotaScrape)]
+    assert len({q.key for q in quotas}) == 8 and len(quotas) == 8 * STEPS  # 2 clusters x 4 namespaces, every step
+    shares = {(q.cluster, q.namespace, r): q.used[r] / q.hard[r] for q in quotas for r in q.hard}
+    above = {k: v for k, v in shares.items() if v >= 0.8}
+    assert list(above) == [("prod-eu-west", "shop", "requests.memory")]
+    got = await _run(client, settings, panels["quota-above-80"], start, end)
+    keys = ("orchestrator.cluster.name", "kubernetes.namespace", "kubernetes.resourcequota.name", "kubernetes.resourcequota.resource")
+    assert [tuple(r[k] for k in keys) for r in got] == [("prod-eu-west", "shop", "compute", "requests.memory")]
+    assert got[0]["Used of hard"] == pytest.approx(above[("prod-eu-west", "shop", "requests.memory")])
+    (count,) = await _run(client, settings, panels["quota-resources-above-90"], start, end)
+    assert count["Resources above 90 %"] == 1
+    top = await _run(client, settings, panels["quota-top-namespaces"], start, end)
+    best = max(top, key=lambda r: r["Used of hard (max)"])
+    assert (best["kubernetes.namespace"], best["kubernetes.resourcequota.resource"]) == ("shop", "requests.memory")

@@ -1,4 +1,4 @@
-"""The simulator publishing to the real Kafka: topics, keys, labels file, pacing, and the CLI."""
+"""The simulator publishing to the real Kafka: topics (metrics, events, quotas, incidents), keys, labels file, pacing, and the CLI."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from collectors.simulator import Fleet, IncidentPlan, run
 from collectors.simulator.labels import read_labels
 from kubepulse.cli import app
 from models.codec import decode, encode
-from models.records import Incident, KubeEvent, NodeScrape
+from models.records import Incident, KubeEvent, NodeScrape, QuotaScrape
 from models.settings import Settings
-from streams.topics import EVENTS, INCIDENTS, METRICS
+from streams.topics import EVENTS, INCIDENTS, METRICS, QUOTAS
 from tests.kafkautil import consume
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -35,25 +35,34 @@ def fleet() -> Fleet:
     )
 
 
-async def test_run_publishes_scrapes_events_and_incidents_and_writes_the_labels_file(stack, settings: Settings, tmp_path: Path) -> None:
+async def test_run_publishes_scrapes_events_quotas_and_incidents_and_writes_the_labels_file(stack, settings: Settings, tmp_path: Path) -> None:
     labels = tmp_path / "out" / "labels.jsonl"
     stats = await run(settings, iterations=2, fleet=fleet(), start=T0, no_sleep=True, labels_file=labels)
     assert (stats.steps, stats.scrapes, stats.incidents) == (2, 4, 2)
+    assert stats.quotas > 0 and stats.as_dict()["quotas"] == stats.quotas
     prefix = settings.kafka.topic_prefix
     metrics = await consume(settings, METRICS.named(prefix), count=4)
     events = await consume(settings, EVENTS.named(prefix), count=stats.events)
+    quotas = await consume(settings, QUOTAS.named(prefix), count=stats.quotas)
     incidents = await consume(settings, INCIDENTS.named(prefix), count=2)
 
     # What Kafka holds is exactly what the same fleet generates offline, record for record.
     expected = fleet()
-    exp_scrapes, exp_events, exp_incidents = [], [], []
+    exp_scrapes, exp_events, exp_incidents, exp_quotas = [], [], [], []
     for k in range(2):
         s, e, i = expected.step(T0 + timedelta(seconds=15 * k))
         exp_scrapes += s
         exp_events += e
         exp_incidents += i
+        exp_quotas += expected.quotas()
     assert sorted(metrics) == sorted((s.key, encode(s)) for s in exp_scrapes)
     assert sorted(events) == sorted((e.key, encode(e)) for e in exp_events)
+    assert sorted(quotas) == sorted((q.key, encode(q)) for q in exp_quotas)
+    # Keyed cluster/namespace/name, one per namespace and step, and the shop quota close to full.
+    got_quotas = [decode(QuotaScrape, v) for _, v in quotas]
+    assert [k for k, _ in quotas] == [q.key for q in got_quotas] and len({k for k, _ in quotas}) == stats.quotas // 2
+    shop = next(q for q in got_quotas if q.key == "prod-eu-west/shop/compute")
+    assert 0.92 <= shop.used["requests.memory"] / shop.hard["requests.memory"] <= 0.97
     assert sorted(incidents) == sorted((i.key, encode(i)) for i in exp_incidents)
 
     scrapes = [decode(NodeScrape, v) for _, v in metrics]

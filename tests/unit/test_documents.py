@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import BaseModel
 
-from models.records import RECORD_TYPES, ContainerSample, NodeScrape, PodSample
-from models.series import entities
+from models.records import RECORD_TYPES, ContainerSample, NodeScrape, PodSample, QuotaScrape
+from models.series import entities, quota_entities
 from models.settings import load_settings
 from streams._documents import documents_for, index_name
 from streams._mappings import EXCLUDED, KINDS, Field, field_types, fields_of, index_templates, mappings
@@ -160,3 +160,36 @@ def test_records_of_kinds_that_are_not_indexed_are_refused_with_a_clear_error() 
 
     with pytest.raises(TypeError, match="not indexed"):
         documents_for(Resources())  # type: ignore[arg-type]
+
+
+def test_a_resource_quota_becomes_one_document_per_resource_with_hard_used_and_their_share() -> None:
+    q = full_records()["quotas"]
+    assert isinstance(q, QuotaScrape)
+    docs = {d.body["kubernetes.resourcequota.resource"]: d for d in documents_for(q)}
+    assert sorted(docs) == sorted(q.hard)
+    cpu = docs["requests.cpu"].body
+    assert (cpu["orchestrator.cluster.name"], cpu["kubernetes.namespace"], cpu["kubernetes.resourcequota.name"]) == ("c1", "ns0", "compute")
+    assert (cpu["kubernetes.resourcequota.hard.value"], cpu["kubernetes.resourcequota.used.value"]) == (4.0, 3.7)
+    assert cpu["kubernetes.resourcequota.used.pct"] == pytest.approx(0.925)
+    assert cpu["@timestamp"] == q.timestamp.isoformat() and cpu["event.dataset"] == "kubernetes.resourcequota"
+    # The "/" of a count/ resource stays in the document (the entity escapes it, as the series id does).
+    assert docs["count/deployments.apps"].body["kubernetes.resourcequota.used.pct"] == 1.0
+    assert docs["count/deployments.apps"].body["kubepulse.entity"] == "c1/ns0/quota:compute/resource:count%2Fdeployments.apps/"
+    # Not counted yet: no used, no share. A hard limit of 0: used 0, no share (never a division by zero).
+    assert "kubernetes.resourcequota.used.value" not in docs["limits.cpu"].body and "kubernetes.resourcequota.used.pct" not in docs["limits.cpu"].body
+    assert docs["requests.storage"].body["kubernetes.resourcequota.used.value"] == 0.0
+    assert "kubernetes.resourcequota.used.pct" not in docs["requests.storage"].body
+    # The entities are the series prefixes of models.series, so quota documents join the quota rules' series.
+    assert {d.body["kubepulse.entity"] for d in docs.values()} == {e.prefix for e in quota_entities(q)}
+
+
+def test_quota_document_ids_are_stable_per_resource_and_new_for_a_later_scrape_or_another_namespace() -> None:
+    q = full_records()["quotas"]
+    ids = [d.id for d in documents_for(q)]
+    assert len(set(ids)) == len(q.hard)
+    assert ids == [d.id for d in documents_for(q.model_copy(deep=True))]
+    # A new used value is the same document (an overwrite); another time or namespace is another one.
+    assert ids == [d.id for d in documents_for(q.model_copy(update={"used": {"requests.cpu": 1.0}}))]
+    later = q.model_copy(update={"timestamp": q.timestamp + timedelta(seconds=15)})
+    assert set(ids).isdisjoint(d.id for d in documents_for(later))
+    assert set(ids).isdisjoint(d.id for d in documents_for(q.model_copy(update={"namespace": "ns1"})))

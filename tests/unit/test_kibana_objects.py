@@ -7,9 +7,9 @@ import json
 import pytest
 
 from kibana import DEFAULT_PREFIX, SavedObjectsError, build, check, packaged, parse_ndjson, to_ndjson
-from kibana._specs import Exists, Is, Metric, Not, Panel, Terms, DateHistogram, kql
+from kibana._specs import AtLeast, Exists, Is, Metric, Not, Panel, Terms, DateHistogram, kql
 from kibana._translate import _evaluate, search_body
-from kibana.catalog import DASHBOARDS, SEARCHES, all_panels
+from kibana.catalog import DASHBOARDS, DATA_VIEW_KINDS, SEARCHES, all_panels
 from models.settings import load_settings
 from streams._mappings import alias_name, field_types
 
@@ -151,7 +151,7 @@ def test_saved_search_filters_are_aggregatable_and_their_columns_are_mapped() ->
 def test_data_views_are_the_index_aliases_with_the_mapped_time_field() -> None:
     settings = load_settings(elasticsearch={"index_prefix": "acme"})
     views = [o for o in build("acme") if o["type"] == "index-pattern"]
-    assert len(views) == 8
+    assert len(views) == len(DATA_VIEW_KINDS) == 9
     for v in views:
         kind = v["id"].removeprefix("acme-dataview-")
         assert v["attributes"]["title"] == alias_name(settings, kind)
@@ -195,3 +195,28 @@ def test_formula_arithmetic_gives_none_on_a_gap_or_a_zero_divisor() -> None:
     assert _evaluate(e, [2e9, 4.0]) == 0.5
     assert _evaluate(e, [2e9, 0.0]) is None
     assert _evaluate(e, [None, 4.0]) is None
+
+
+def test_a_numeric_threshold_renders_as_kql_comparison_and_dsl_range() -> None:
+    where = (AtLeast("kubernetes.resourcequota.used.pct", 0.8), Not(AtLeast("kubernetes.resourcequota.used.pct", 1)))
+    assert kql(where) == "kubernetes.resourcequota.used.pct >= 0.8 and not kubernetes.resourcequota.used.pct >= 1"
+    p = Panel("k", "t", "quotas", "table", (Metric("count", None, "n"),), rows=(Terms("kubernetes.namespace"),), where=where)
+    assert search_body(p)["query"]["bool"]["filter"][1:] == [
+        {"range": {"kubernetes.resourcequota.used.pct": {"gte": 0.8}}},
+        {"bool": {"must_not": [{"range": {"kubernetes.resourcequota.used.pct": {"gte": 1}}}]}},
+    ]
+
+
+def test_quotas_dashboard_lists_quotas_above_80_percent_on_the_quotas_data_view() -> None:
+    dash = BY_ID[("dashboard", "kubepulse-dashboard-quotas")]
+    refs = {r["id"] for r in dash["references"]}
+    assert "kubepulse-lens-quota-above-80" in refs and "kubepulse-lens-quota-top-namespaces" in refs
+    table = BY_ID[("lens", "kubepulse-lens-quota-above-80")]["attributes"]
+    assert table["state"]["query"]["query"] == "kubernetes.resourcequota.used.pct >= 0.8"
+    (layer,) = table["state"]["datasourceStates"]["formBased"]["layers"].values()
+    assert [c["sourceField"] for c in layer["columns"].values() if c["isBucketed"]] == [
+        "orchestrator.cluster.name", "kubernetes.namespace", "kubernetes.resourcequota.name", "kubernetes.resourcequota.resource",
+    ]
+    view = BY_ID[("index-pattern", "kubepulse-dataview-quotas")]["attributes"]
+    assert view["title"] == "kubepulse-quotas"
+    assert json.loads(view["fieldFormatMap"])["kubernetes.resourcequota.used.pct"]["id"] == "percent"

@@ -10,7 +10,7 @@ import pytest
 
 from collectors.simulator import KINDS, Fleet, IncidentPlan, SimulatorError
 from models.codec import decode, encode
-from models.records import Incident, KubeEvent, NodeScrape
+from models.records import Incident, KubeEvent, NodeScrape, QuotaScrape
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
@@ -27,16 +27,23 @@ def small(**kw) -> Fleet:
 
 
 def test_two_fleets_with_the_same_seed_produce_byte_identical_records() -> None:
-    def blob(fleet: Fleet) -> list[bytes]:
+    def blob(fleet: Fleet, *, quotas: bool = True) -> list[bytes]:
         out = []
-        for _, scrapes, events, incidents in run_fleet(fleet, 60):
+        for k in range(60):
+            scrapes, events, incidents = fleet.step(T0 + timedelta(seconds=15 * k))
             out.extend(encode(r) for r in (*scrapes, *events, *incidents))
+            if quotas:
+                out.extend(encode(q) for q in fleet.quotas())
         return out
 
     a, b = blob(small(restart_every_s=3600, rollout_every_s=600)), blob(small(restart_every_s=3600, rollout_every_s=600))
     assert a == b
     assert len(a) > 60 * 6
+    assert sum(b'"name":"compute"' in r for r in a) == 60 * 12  # 2 clusters x 6 namespaces, every step
     assert blob(small(seed=12)) != a
+    # Asking for the quotas draws no random number: without them every other record is the same.
+    without = blob(small(restart_every_s=3600, rollout_every_s=600), quotas=False)
+    assert without == [r for r in a if b'"name":"compute"' not in r]
 
 
 def test_every_record_decodes_strictly_and_equals_the_original() -> None:
@@ -44,12 +51,14 @@ def test_every_record_decodes_strictly_and_equals_the_original() -> None:
     kinds = set()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a wrong type in a constructed record warns when serialised
-        for _, scrapes, events, incidents in run_fleet(fleet, 80):
-            for rec, cls in [*((s, NodeScrape) for s in scrapes), *((e, KubeEvent) for e in events), *((i, Incident) for i in incidents)]:
+        for k in range(80):
+            scrapes, events, incidents = fleet.step(T0 + timedelta(seconds=15 * k))
+            quotas = [(q, QuotaScrape) for q in fleet.quotas()]
+            for rec, cls in [*((s, NodeScrape) for s in scrapes), *((e, KubeEvent) for e in events), *((i, Incident) for i in incidents), *quotas]:
                 back = decode(cls, encode(rec))
                 assert back == rec
                 kinds.add(cls.__name__)
-    assert kinds == {"NodeScrape", "KubeEvent", "Incident"}
+    assert kinds == {"NodeScrape", "KubeEvent", "Incident", "QuotaScrape"}
 
 
 def test_scrapes_look_like_a_real_cluster() -> None:
@@ -224,3 +233,86 @@ def test_timestamps_in_any_timezone_are_published_in_utc() -> None:
     (_, scrapes, _, _), = run_fleet(small(), 1, t0=datetime(2026, 6, 1, 12, 0, tzinfo=cest))
     assert scrapes[0].timestamp.utcoffset() == timedelta(0) and scrapes[0].timestamp.hour == 10
     assert math.isclose(scrapes[0].timestamp.timestamp(), datetime(2026, 6, 1, 10, tzinfo=timezone.utc).timestamp())
+
+
+def with_quotas(fleet: Fleet, steps: int, *, interval: float = 15.0):
+    """Each step's (timestamp, scrapes, quotas), stepping lazily: ``quotas()`` is the last step's."""
+    for k in range(steps):
+        now = T0 + timedelta(seconds=interval * k)
+        scrapes, _, _ = fleet.step(now)
+        yield now, scrapes, fleet.quotas()
+
+
+def _scraped_usage(scrapes: list[NodeScrape]) -> dict[tuple[str, str], dict[str, float]]:
+    """What the node scrapes of one step say each namespace requests: the quota controller's sums, from the scrapes."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for s in scrapes:
+        for p in s.pods:
+            u = out.setdefault((s.cluster, p.namespace), dict.fromkeys(("requests.cpu", "requests.memory", "limits.cpu", "limits.memory", "pods"), 0.0))
+            u["requests.cpu"] += p.requests.cpu_cores or 0.0
+            u["requests.memory"] += p.requests.memory_bytes or 0
+            u["limits.cpu"] += sum(c.limits.cpu_cores or 0.0 for c in p.containers)
+            u["limits.memory"] += sum(c.limits.memory_bytes or 0 for c in p.containers)
+            u["pods"] += 1
+    return out
+
+
+def test_every_step_has_one_compute_quota_per_cluster_and_namespace_whose_used_is_what_the_scrapes_request() -> None:
+    fleet = small(restart_every_s=600, rollout_every_s=300, inject=[IncidentPlan("node_memory_pressure", 60, 300)])
+    checked = 0
+    for now, scrapes, quotas in with_quotas(fleet, 40):
+        scraped = _scraped_usage(scrapes)
+        assert {(q.cluster, q.namespace) for q in quotas} == set(scraped)
+        assert len({q.key for q in quotas}) == len(quotas)
+        for q in quotas:
+            assert (q.name, q.source, q.timestamp) == ("compute", "simulator", now)
+            assert q.key == f"{q.cluster}/{q.namespace}/compute"
+            assert list(q.hard) == list(q.used) == ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory", "pods"]
+            want = scraped[(q.cluster, q.namespace)]
+            for resource, used in q.used.items():
+                assert used == pytest.approx(want[resource], abs=1e-3), (q.key, resource)
+                assert q.hard[resource] > 0 and used <= q.hard[resource], (q.key, resource)
+            checked += 1
+    assert checked == 40 * 12
+
+
+def test_one_namespace_runs_close_to_its_memory_quota_and_every_other_quota_has_headroom() -> None:
+    def shares(fleet: Fleet, steps: int) -> list[dict[tuple[str, str], float]]:
+        out = []
+        for _, _, quotas in with_quotas(fleet, steps):
+            out.append({(q.key, r): q.used[r] / q.hard[r] for q in quotas for r in q.hard})
+        return out
+
+    seen = shares(small(rollout_every_s=300, restart_every_s=600), 30)
+    high = {k for step in seen for k, v in step.items() if v > 0.8}
+    # Only the first cluster's shop namespace, only its memory requests, in every step (rollouts replace pods, not requests).
+    assert high == {("prod-eu-west/shop/compute", "requests.memory")}
+    tight = [step[("prod-eu-west/shop/compute", "requests.memory")] for step in seen]
+    assert all(0.92 <= v <= 0.97 for v in tight) and len(set(tight)) == 1
+    assert all(v <= 0.75 for step in seen for k, v in step.items() if k not in high)
+    # Deterministic for a seed, and another seed still has its tight namespace (at another share).
+    assert shares(small(rollout_every_s=300, restart_every_s=600), 30) == seen
+    other = shares(small(seed=5), 2)[-1]
+    assert 0.92 <= other[("prod-eu-west/shop/compute", "requests.memory")] <= 0.97
+    assert other[("prod-eu-west/shop/compute", "requests.memory")] != tight[0]
+
+
+def test_quotas_before_the_first_step_is_an_error_naming_the_fix() -> None:
+    with pytest.raises(SimulatorError, match="needs a step first"):
+        small().quotas()
+
+
+def test_the_default_rules_fire_kube_quota_almost_full_for_the_tight_namespace_only_after_15_minutes() -> None:
+    from models.series import quota_entities
+    from streams.rules import RuleEngine, load_default_rules
+
+    engine = RuleEngine(load_default_rules())
+    firing = []
+    for now, _, quotas in with_quotas(small(incidents="none"), 70):  # 17 min 15 s of 15 s steps
+        for q in quotas:
+            for e in quota_entities(q):
+                for t in engine.observe_entity(e, q.timestamp):
+                    if t.status == "firing":
+                        firing.append((t.labels["alertname"], t.labels["namespace"], t.labels["resource"], now))
+    assert [f[:3] for f in firing] == [("KubeQuotaAlmostFull", "shop", "requests.memory")]
+    assert firing[0][3] - T0 == timedelta(minutes=15)
