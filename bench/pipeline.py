@@ -243,7 +243,9 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="kp-bench-"))
     marker_rules = tmp / "marker_rules.yaml"
     marker_rules.write_text(MARKER_RULE)
-    rules_files = [str(default_rules_path()), str(marker_rules)]
+    # An older checkout (--worker-root) gets its own default pack: newer rules may use metrics it does not know.
+    default_pack = (args.worker_root / "streams/_rules/default_rules.yaml") if args.worker_root else default_rules_path()
+    rules_files = [str(default_pack), str(marker_rules)]
     port = free_port()
     settings = load_settings(kafka={"topic_prefix": f"bench{run}.", "consumer_group": f"kp-bench-{run}"},
                              streams={"rules_files": rules_files}, http_port=port)
