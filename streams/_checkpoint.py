@@ -69,6 +69,12 @@ class Checkpoints:
         t = self._tables[topic] = _Table(table, name)
         return t.cache
 
+    def forget_key(self, tp: TP, key: bytes) -> None:
+        """Drop ``key``'s working copy; its table entry is deleted (a tombstone) at the next checkpoint."""
+        self._tables[tp[0]].cache.pop(key, None)
+        self.dirty[tp].discard(key)
+        self.forget[tp].add(key)
+
     def due(self) -> bool:
         return time.monotonic() - self.last >= self.interval_s
 

@@ -34,9 +34,17 @@ class PartitionClocks:
         self.time: dict[int, float] = {}
         self.keys: dict[int, set[bytes]] = defaultdict(set)
         self._step: dict[int, int] = {}
+        self._seeded: set[int] = set()
 
-    def known(self, partition: int) -> bool:
-        return partition in self._step
+    def seed(self, partition: int, table: Any) -> None:
+        """Add the keys ``table`` holds for ``partition``, once per partition since the last reset.
+
+        After a restart a silent key is only in the table: without this it would never be ticked.
+        Once is enough: from then on the caller adds every key it loads.
+        """
+        if partition not in self._seeded:
+            self._seeded.add(partition)
+            self.keys[partition] |= table_keys(table, partition)
 
     def advance(self, partition: int, ts: float) -> bool:
         """Move ``partition``'s event time to ``ts`` (never back); True when it entered a new step.
@@ -56,6 +64,7 @@ class PartitionClocks:
         self.time.clear()
         self.keys.clear()
         self._step.clear()
+        self._seeded.clear()
 
 
 def table_keys(table: Any, partition: int) -> set[bytes]:

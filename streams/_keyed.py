@@ -18,7 +18,7 @@ from typing import Any
 
 from models.records import AlertTransition
 from streams import _metrics as M
-from streams._idle import PartitionClocks, table_keys
+from streams._idle import PartitionClocks
 
 __all__ = ["KeyedRules"]
 
@@ -60,8 +60,7 @@ class KeyedRules:
         self.table[key] = pickle.dumps((message.offset, state.to_bytes()))
         p = message.partition
         clocks = self.clocks
-        if not clocks.known(p):
-            clocks.keys[p] |= table_keys(self.table, p)  # after a restart: the silent ones too
+        clocks.seed(p, self.table)
         clocks.keys[p].add(key)
         if when is not None and clocks.advance(p, when.timestamp()):
             await self._tick(p, skip=key)

@@ -75,7 +75,7 @@ from models.records import Rollup
 from models.settings import Settings
 from streams import _metrics as M
 from streams._checkpoint import Checkpoints
-from streams._idle import PartitionClocks, table_keys
+from streams._idle import PartitionClocks
 from streams.codec import encode
 from streams.topics import AGGREGATES_REPARTITION
 from streams.windows import PANE_S
@@ -352,10 +352,8 @@ class Aggregates:
                 if idle < s.rules_stale_after_s:
                     continue
                 if idle >= s.node_state_ttl_s:
-                    cache.pop(key, None)
+                    cp.forget_key(tp, key)
                     clocks.keys[p].discard(key)
-                    cp.dirty[tp].discard(key)
-                    cp.forget[tp].add(key)
                     continue
                 out = agg.flush()
                 if out:
@@ -376,8 +374,7 @@ class Aggregates:
                 cp.busy.add(tp)
                 try:
                     key = msg.key or b""
-                    if not clocks.known(p):
-                        clocks.keys[p] |= table_keys(table, p)
+                    clocks.seed(p, table)
                     agg = load(key, p)
                     if msg.offset <= agg.offset:
                         M.DUPLICATES_SUPPRESSED.labels("input").inc()

@@ -94,7 +94,7 @@ from streams import _metrics as M
 from streams.codec import decode_or_dead_letter, encode
 from streams.deadletter import dead_letter
 from streams._checkpoint import Checkpoints
-from streams._idle import PartitionClocks, table_keys
+from streams._idle import PartitionClocks
 from streams._keyed import KeyedRules
 from streams._publish import BatchPublisher
 from streams.pipeline import NodeState, Pipeline
@@ -522,10 +522,8 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                 continue
             if idle >= s.node_state_ttl_s:
                 log.info("forgetting node %s: silent for %.0f s of event time", key.decode(), idle)
-                cache.pop(key, None)
-                cp.dirty[tp].discard(key)
+                cp.forget_key(tp, key)
                 clocks.keys[p].discard(key)
-                cp.forget[tp].add(key)
                 continue
             out = pipe.tick(st, now)
             if out.changed:
@@ -558,8 +556,7 @@ def create_app(settings: Settings, *, engine: Any = None, event_engine: Any = No
                                       error_type="key_mismatch")
                 else:
                     key = msg.key or scrape.key.encode()
-                    if not clocks.known(p):
-                        clocks.keys[p] |= table_keys(node_to_state, p)  # after a restart: silent ones too
+                    clocks.seed(p, node_to_state)
                     st = load_node(key, p)
                     t0 = time.perf_counter()
                     out = pipe.process(st, scrape, offset=msg.offset)
