@@ -52,6 +52,9 @@ __all__ = [
     "KubeEvent",
     "QuotaScrape",
     "Rollup",
+    "MetricStats",
+    "EntityRollup",
+    "ENTITY_KINDS",
     "Anomaly",
     "AlertTransition",
     "DeadLetter",
@@ -355,6 +358,88 @@ class Rollup(Record):
         slack = 1e-9 * max(1.0, abs(self.min), abs(self.max))
         if self.min > self.max or not self.min - slack <= self.mean <= self.max + slack:
             raise ValueError("expected min <= mean <= max")
+        return self
+
+
+ENTITY_KINDS = ("node", "node_interface", "pod", "pod_interface", "container", "volume", "workload", "namespace",
+                "cluster")
+"""What an :class:`EntityRollup` can be about: the entities of a node scrape, and the cluster-wide sums."""
+EntityKind = Literal["node", "node_interface", "pod", "pod_interface", "container", "volume", "workload",
+                     "namespace", "cluster"]
+LongId = Annotated[str, Field(min_length=1, max_length=1024)]
+"""An id built from several names (cluster, namespace, pod, container): longer than any one name may be."""
+
+
+class MetricStats(_Part):
+    """Aggregates of one metric of one entity over one window: what a dashboard or a capacity model reads."""
+
+    min: Finite
+    max: Finite
+    mean: Finite
+    last: Finite
+    """The value of the newest sample in the window."""
+    sum: Finite
+    count: Annotated[int, Field(ge=1)]
+    """Samples (scrapes) aggregated; for a cluster-wide sum, the node partials summed (see EntityRollup)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MetricStats:
+        # Float summation may put the mean a hair outside [min, max]; a reversed range or a mean far
+        # outside it is a bug upstream.
+        slack = 1e-9 * max(1.0, abs(self.min), abs(self.max))
+        if self.min > self.max or not self.min - slack <= self.mean <= self.max + slack:
+            raise ValueError("expected min <= mean <= max")
+        return self
+
+
+class EntityRollup(Record):
+    """Every windowed metric of one entity over one tumbling window (kubepulse.rollups.v2).
+
+    One record per entity and window, not one per series: a container's 1-minute
+    window is one record with ``metrics = {"container.cpu_cores": {...},
+    "container.memory_working_set_bytes": {...}, ...}``. ``window`` is ``1m``
+    (dashboards, recent history, 14 days by default) or ``1h`` (long history,
+    capacity planning and right-sizing, 400 days by default); windows are
+    aligned to the epoch (``[start, start + 60 s)``, ``[start, start + 3600 s)``).
+
+    ``entity_id`` is the first four slots of the entity's series ids
+    (``models.series``): ``cluster/namespace/pod/container``, with ``-`` for an
+    empty slot, so ``entity_id + "/" + metric`` is a series id of
+    kubepulse.anomalies.v1 and of rule labels. Cluster-wide entities:
+    ``c/ns/workload:W/-`` (workload), ``c/ns/-/-`` (namespace), ``c/-/-/-``
+    (cluster); their metrics are sums over the cluster's nodes (see
+    ``streams.aggregates`` for what min/max/mean of a sum mean there).
+
+    Metric names are those of ``models.series.METRICS`` (and of
+    ``models.series.AGGREGATE_METRICS`` for the cluster-wide kinds), with the unit in the name.
+    """
+
+    schema_version: Literal[2] = 2
+    entity_id: LongId
+    kind: EntityKind
+    cluster: Name
+    node: str | None = None
+    namespace: str | None = None
+    workload: str | None = None
+    workload_kind: str | None = None
+    pod: str | None = None
+    container: str | None = None
+    volume: str | None = None
+    persistentvolumeclaim: str | None = None
+    interface: str | None = None
+    window: Literal["1m", "1h"]
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    metrics: dict[Name, MetricStats] = Field(min_length=1)
+
+    @property
+    def key(self) -> str:
+        return self.entity_id
+
+    @model_validator(mode="after")
+    def _window(self) -> EntityRollup:
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
         return self
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from models.records import Filesystem, Interface, NodeScrape, QuotaScrape
 
-__all__ = ["Entity", "entities", "quota_entities", "series_id", "split_series_id", "METRICS"]
+__all__ = ["Entity", "entities", "quota_entities", "series_id", "split_series_id", "METRICS", "AGGREGATE_METRICS"]
 
 _USAGE = (
     "cpu_cores",
@@ -58,6 +58,19 @@ METRICS: dict[str, tuple[str, ...]] = {
     "quota": ("quota.used", "quota.hard", "quota.used_share"),
 }
 """Every metric name, by the kind of entity that carries it."""
+
+_SUMS = ("cpu_cores", "memory_working_set_bytes", "cpu_request_cores", "cpu_limit_cores", "memory_request_bytes",
+         "memory_limit_bytes", "pods")
+AGGREGATE_METRICS: dict[str, tuple[str, ...]] = {
+    "workload": tuple(f"workload.{f}" for f in _SUMS),
+    "namespace": tuple(f"namespace.{f}" for f in _SUMS),
+    "cluster": tuple(f"cluster.{f}" for f in _SUMS)
+    + ("cluster.nodes", "cluster.cpu_allocatable_cores", "cluster.memory_allocatable_bytes",
+       "cluster.cpu_allocatable_share", "cluster.memory_allocatable_share"),
+}
+"""Metrics of the cluster-wide rollups (``EntityRollup`` kinds workload, namespace, cluster): sums over the
+cluster's pods (usage, requests and limits of their containers, and how many there are), and for the
+cluster its nodes' allocatable and the pods' use as a share of it."""
 
 
 @dataclass(slots=True)
