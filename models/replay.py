@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import pickle
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -90,7 +89,7 @@ def replay(
     ``score_one`` + ``learn_one`` step; ``points_per_cpu_s`` divides by the
 process's CPU time instead, the one-core rate on a shared machine),
 ``state_bytes_max`` and
-    ``state_bytes_mean`` (the pickled detector after each file), ``detector``
+    ``state_bytes_mean`` (``det.to_bytes()`` after each file), ``detector``
     and ``parameters``.  ``params`` overrides the detector's defaults.
     Bad input raises :class:`~models.errors.ReplayError` naming the file and
     line, before any later file is processed.
@@ -124,7 +123,7 @@ process's CPU time instead, the one-core rate on a shared machine),
         seconds += time.perf_counter() - started
         cpu_seconds += time.process_time() - cpu_started
         points += len(rows)
-        sizes.append(len(pickle.dumps(det)))
+        sizes.append(len(det.to_bytes()))
 
         target = out_dir / path.parent.name / path.name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -363,9 +363,9 @@ def test_likelihood_learning_without_scoring_gives_the_same_state_as_scoring_fir
     assert pickle.dumps(a) == pickle.dumps(b)
 
 
-def test_default_detector_is_the_context_likelihood_ensemble():
-    assert DEFAULT_DETECTOR == "seasonal_ctx"
-    assert isinstance(make_detector(), ContextLikelihood)
+def test_default_detector_is_the_seasonal_likelihood():
+    assert DEFAULT_DETECTOR == "seasonal_lik"
+    assert isinstance(make_detector(), SeasonalLikelihood)
 
 
 def test_context_novelty_reports_familiar_values_in_a_new_order_before_point_surprise_does():
@@ -529,7 +529,7 @@ def test_context_likelihood_survives_a_jump_far_outside_a_tiny_range():
 
 @pytest.mark.parametrize("rate, offset", [(0.003, 0), (0.002, 50), (0.005, 0), (0.1, 0), (0.3, 7), (1 / 3, 0)])
 def test_steady_rate_threshold_is_where_the_rate_test_starts_to_hold_for_good(rate, offset):
-    from models.detectors import _steady_from
+    from models.detectors._kernel import steady_from as _steady_from
 
     def floor_reached(k: int) -> bool:  # SeasonalLikelihood's test for its long-run rate
         return 1.0 / (k + offset) < rate
@@ -544,7 +544,7 @@ def test_steady_rate_threshold_is_where_the_rate_test_starts_to_hold_for_good(ra
 
 
 def test_odd_rates_keep_the_original_rate_test_on_every_sample():
-    from models.detectors import _NEVER, _steady_from
+    from models.detectors._kernel import NEVER as _NEVER, steady_from as _steady_from
 
     for rate in (0.0, -0.1, math.nan, math.inf, 5e-324):
         assert _steady_from(lambda k: True, rate) == _NEVER
