@@ -45,7 +45,7 @@ class EWMAZScore(Detector):
     >>> round(det.score_one({"value": 10.5}), 2), round(det.score_one({"value": 30.0}), 1)
     (0.0, 38.2)
     >>> round(det.baseline, 1), len(det.to_bytes())
-    (10.5, 65)
+    (10.5, 47)
     """
 
     name = "ewma_z"

@@ -7,6 +7,7 @@ import json
 import math
 import pickle
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -626,7 +627,17 @@ def test_reading_state_that_is_not_a_detector_names_the_problem():
         detector_from_bytes(b"\x03")
     with pytest.raises(DetectorStateError, match="corrupt seasonal_lik state"):
         detector_from_bytes(good[:2] + b"\x01" + good[3:])  # says parameters follow, but they do not
+    bad_mask = good[:2] + b"\x01" + struct.pack("<I", 1 << 20) + good[3:]  # names a 21st parameter
+    with pytest.raises(DetectorStateError, match="names more than 16 parameters"):
+        detector_from_bytes(bad_mask)
     assert isinstance(DetectorStateError("x"), KubepulseModelError)
+
+
+def test_only_the_parameters_that_differ_from_the_defaults_are_stored():
+    plain = make_detector("seasonal_lik")
+    two = make_detector("seasonal_lik", spike=5.0, resolution=1.0)
+    assert len(two.to_bytes()) == len(plain.to_bytes()) + 4 + 2 * 8  # the mask and two doubles
+    assert detector_from_bytes(two.to_bytes()).params() == two.params()
 
 
 # -- resolution: the error scale's floor in the series' unit ----------------------------------------
