@@ -666,3 +666,14 @@ def test_resolution_zero_leaves_every_score_as_it_was():
     assert run(SeasonalLikelihood(resolution=0.0), series) == run(SeasonalLikelihood(), series)
     with pytest.raises(ValueError, match="resolution >= 0"):
         SeasonalLikelihood(resolution=-1.0)
+
+
+@pytest.mark.parametrize("module", ["models.detectors", "models.detectors._kernel", "models.detectors.ewma",
+                                    "models.detectors.seasonal", "models.detectors.likelihood",
+                                    "models.detectors.context", "models.replay", "streams.scoring"])
+def test_the_docstring_examples_of_the_detector_modules_hold(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
