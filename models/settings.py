@@ -192,9 +192,10 @@ class StreamsSettings(_Group):
     anomaly_threshold: float = Field(6.0, gt=0)
     """Score above which a point is published as an anomaly (see the detector docs for the scale).
 
-    6 suits the default: on the simulated fleet at a 15 s scrape it gave no anomaly record in 3,818
-    healthy series-days (budget: 1 per 1,000) and found every CPU spike, network storm and node memory
-    pressure within 5 scrapes (``python bench/detector.py --sim``). The scale is standard deviations of
+    6 suits the default: on the simulated fleet at a 15 s scrape it gave 2 anomaly records in 7,636
+    healthy series-days over two seeds (budget: 1 per 1,000; at 5 it gives ~22) and found nearly every
+    CPU spike, network storm and node memory pressure within 5 scrapes, but few slow memory leaks
+    (``python bench/detector.py --sim``, README "Anomaly detection"). The scale is standard deviations of
     the recent surprise, so it carries across series; NAB's cost profiles are optimal near 2.5 (a
     benchmark that charges a missed anomaly far more than a page at night); use about 6 with
     ``seasonal_z`` too."""
