@@ -86,8 +86,11 @@ def new_detector(name: str, *, metric: str | None = None) -> Any:
     """A fresh detector for one series; ``"default"`` is models.detectors' default as the worker runs it.
 
     With ``metric`` (the series' metric name) the default gets its unit's
-    :func:`resolution`; any detector named explicitly is made with its own
-    defaults, as ``kubepulse detect replay`` makes it.
+    :func:`resolution` and :data:`STREAMS_PARAMS`; without one it is the plain
+    default (``spike`` without a resolution would turn one error on a
+    counter that is always 0 into a score of billions). Any detector named
+    explicitly is made with its own defaults, as ``kubepulse detect replay``
+    makes it.
 
     >>> det = new_detector("default", metric="pod.network.rx_errors_per_s")
     >>> det.name, det.params()["resolution"], det.params()["spike"]
@@ -95,12 +98,11 @@ def new_detector(name: str, *, metric: str | None = None) -> Any:
     >>> new_detector("seasonal_z", metric="pod.cpu_cores").params()["resolution"]
     0.0
     """
-    if name == "default":
-        params: dict[str, Any] = dict(STREAMS_PARAMS)
-        if metric is not None:
-            params["resolution"] = resolution(metric)
-        return make_detector(DEFAULT_DETECTOR, **params)
-    return make_detector(name)
+    if name != "default":
+        return make_detector(name)
+    if metric is None:
+        return make_detector(DEFAULT_DETECTOR)
+    return make_detector(DEFAULT_DETECTOR, resolution=resolution(metric), **STREAMS_PARAMS)
 
 
 def anomaly(sid: str, *, node: str, ts: datetime, value: float, baseline: float | None, score: float,
