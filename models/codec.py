@@ -39,13 +39,13 @@ def decode(model: type[R], data: bytes | str | None) -> R:
 def decode_list(model: type[R], data: bytes | str | None) -> list[R]:
     """Validate ``data`` as a JSON array of ``model`` records (a batch on an internal topic), like :func:`decode`.
 
-    >>> from models.records import Rollup
-    >>> decode_list(Rollup, b"[]")
+    >>> from models.records import EntityRollup
+    >>> decode_list(EntityRollup, b"[]")
     []
-    >>> decode_list(Rollup, b'[{"series_id": 1}]')
+    >>> decode_list(EntityRollup, b'[{"entity_id": 1}]')
     Traceback (most recent call last):
     ...
-    models.errors.RecordError: not a valid list of Rollup: 0.series_id: Input should be a valid string; ...
+    models.errors.RecordError: not a valid list of EntityRollup: 0.entity_id: Input should be a valid string; ...
     """
     if data is None:
         raise RecordError("empty message (no value)", error_type="empty")
