@@ -599,6 +599,12 @@ class Pipeline:
             g.dirty = True  # their panes moved on: the entries must say so
         return True
 
+    def flush(self, st: NodeState) -> Outputs:
+        """Close every open window of a node about to be forgotten (its open hour included)."""
+        out = Outputs()
+        self._close(st, st.windows.event_time + HOUR_S + PANE_S + self.grace_s, out)
+        return out
+
     def tick(self, st: NodeState, now: float) -> Outputs:
         """Move a silent node's event time to ``now`` (seconds): close its windows, let its alerts go stale.
 

@@ -70,11 +70,12 @@ def register_scrapes(rt: Runtime, cp: Checkpointer, pipe: Pipeline, *, forward: 
         now = state.clocks.time[p]
         for key in sorted(state.keys(p)):  # sorted: the same order, so the same outputs, on a replay
             st: NodeState = state.get(key, p)
-            idle = now - st.windows.event_time
+            idle = now - st.last_ts  # its last scrape (a tick moves its windows, not this)
             if idle < s.rules_stale_after_s:
                 continue
             if idle >= s.node_state_ttl_s:
                 log.info("forgetting node %s: silent for %.0f s of event time", key.decode(), idle)
+                publish(pipe.flush(st), st.cluster)
                 state.forget(key, p)
                 continue
             out = pipe.tick(st, now)
