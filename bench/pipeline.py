@@ -204,7 +204,9 @@ async def alert_latency(settings: Settings, *, markers: int, rate: float) -> lis
     missing = [k for k in sent if k not in found]
     if missing:
         print(f"warning: {len(missing)} of {len(sent)} marker transitions not seen", file=sys.stderr)
-    return sorted(found[k] - sent[k] for k in sent if k in found)
+    in_order = [round(found[k] - sent[k], 3) for k in sent if k in found]
+    print(f"alert latencies in send order (s): {in_order}", file=sys.stderr)
+    return sorted(in_order)
 
 
 async def delete_topics(settings: Settings) -> None:

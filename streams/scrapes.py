@@ -87,7 +87,7 @@ def register_scrapes(rt: Runtime, cp: Checkpointer, pipe: Pipeline, *, forward: 
     def handle(msg: Any) -> None:
         p = msg.partition
         scrape = decode_or_dead_letter(NodeScrape, msg.value, source_topic=msg.topic, partition=p, offset=msg.offset,
-                                       key=msg.key)
+                                       key=msg.key, fast=True)
         if isinstance(scrape, DeadLetter):
             rt.send_dead_letter(scrape)
             return
