@@ -108,7 +108,8 @@ def make_app(settings: Settings) -> faust.App:
 @dataclass(slots=True)
 class _Batch:
     topic: str
-    partition: int
+    partition: int | None
+    """None: not partitioned yet (the brokers' metadata was out of reach)."""
     records: list[tuple[bytes, bytes | None]]
     future: Any = None
 
@@ -139,12 +140,16 @@ class Outbox:
     """
 
     _BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+    _SLOW_S = 5.0
+    """A confirmation taking this long counts as failing (not ready): a broker that is gone answers nothing until
+    the producer's request timeout expires the batches, and readiness must not wait for that."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.timeout_s = settings.streams.write_failure_timeout_s
+        # A batch the brokers do not take within request_timeout_ms fails, and the outbox sends it again.
         self._kwargs = settings.kafka.producer_kwargs(linger_ms=5, max_batch_size=512 * 1024,
-                                                      max_request_size=1024 * 1024)
+                                                      max_request_size=1024 * 1024, request_timeout_ms=15_000)
         self.producer: AIOKafkaProducer | None = None
         self._queued: list[tuple[str, int | None, list[tuple[bytes, bytes | None]]]] = []
         self._inflight: list[_Batch] = []
@@ -154,17 +159,27 @@ class Outbox:
         self.health = _WriteHealth()
         self.largest: dict[str, int] = {}
         """Topic → largest record value written (also on /metrics)."""
+        self._busy_since: float | None = None
+        """When the confirmation in progress began (None: none is)."""
+        M.WRITES_FAILING.set_function(lambda: 1.0 if self.failing else 0.0)
         self._ok = asyncio.Event()
         self._ok.set()
 
     @property
     def failing(self) -> bool:
-        return self.health.failing_since is not None or bool(self.health.fatal)
+        """Writes failed and are being retried, or the brokers have not confirmed them for ``_SLOW_S``."""
+        busy = self._busy_since is not None and time.monotonic() - self._busy_since >= self._SLOW_S
+        return busy or self.health.failing_since is not None or bool(self.health.fatal)
 
     async def start(self) -> None:
         if self.producer is None:
-            self.producer = AIOKafkaProducer(**self._kwargs)
-            await self.producer.start()
+            producer = AIOKafkaProducer(**self._kwargs)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self.producer = producer
 
     async def stop(self) -> None:
         producer, self.producer = self.producer, None
@@ -201,67 +216,89 @@ class Outbox:
         return parts
 
     async def _send_queued(self) -> None:
-        await self.start()
+        """Hand the queued records to the producer; what cannot be handed over (no broker) becomes a failed batch."""
         queued, self._queued = self._queued, []
+        try:
+            await self.start()
+        except KafkaError as exc:
+            self._inflight += [_Batch(t, p, r, _failed_future(exc)) for t, p, r in queued]
+            return
         grouped: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
         for topic, partition, records in queued:
-            if partition is None:
-                parts = await self._partitions_of(topic)
-                cache = self._keys[topic]
-                if len(cache) > 2_000_000:
-                    cache.clear()
-                new = list(dict.fromkeys(k for k, _ in records if k not in cache))
-                if new:
-                    cache.update(zip(new, partitions_for_keys(new, parts), strict=True))
-                for k, v in records:
-                    grouped.setdefault((topic, cache[k]), []).append((k, v))
-            else:
+            if partition is not None:
                 grouped.setdefault((topic, partition), []).extend(records)
+                continue
+            try:
+                parts = await self._partitions_of(topic)
+            except KafkaError as exc:  # no metadata without a broker: partitioned when sent again
+                self._inflight.append(_Batch(topic, None, records, _failed_future(exc)))
+                continue
+            cache = self._keys[topic]
+            if len(cache) > 2_000_000:
+                cache.clear()
+            new = list(dict.fromkeys(k for k, _ in records if k not in cache))
+            if new:
+                cache.update(zip(new, partitions_for_keys(new, parts), strict=True))
+            for k, v in records:
+                grouped.setdefault((topic, cache[k]), []).append((k, v))
         for (topic, partition), records in grouped.items():
-            await self._send(_Batch(topic, partition, records))
+            await self._send(topic, partition, records)
 
-    async def _send(self, b: _Batch) -> None:
+    async def _send(self, topic: str, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
         """Hand one partition's records to the producer as few record batches as fit; keep their futures."""
         producer = self.producer
         assert producer is not None
+        largest = max(len(v or b"") for _, v in records)
+        if largest > self.largest.get(topic, 0):
+            self.largest[topic] = largest
+            M.LARGEST_RECORD.labels(topic).set(largest)
         batch = producer.create_batch()
         start = 0
-        for i, (key, value) in enumerate(b.records):
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                if i == start:
-                    raise WriteFailed(f"a record of {len(value or b'')} bytes for {b.topic} does not fit in a batch "
-                                      "of max_batch_size; nothing kubepulse writes should be that large")
-                fut = await producer.send_batch(batch, b.topic, partition=b.partition)
-                self._inflight.append(_Batch(b.topic, b.partition, b.records[start:i], fut))
-                batch, start = producer.create_batch(), i
-                batch.append(key=key, value=value, timestamp=None)
-        largest = max(len(v or b"") for _, v in b.records)
-        if largest > self.largest.get(b.topic, 0):
-            self.largest[b.topic] = largest
-            M.LARGEST_RECORD.labels(b.topic).set(largest)
-        fut = await producer.send_batch(batch, b.topic, partition=b.partition)
-        self._inflight.append(_Batch(b.topic, b.partition, b.records[start:], fut))
+        for i, (key, value) in enumerate(records):
+            if batch.append(key=key, value=value, timestamp=None) is not None:
+                continue
+            if i == start:
+                raise WriteFailed(f"a record of {len(value or b'')} bytes for {topic} does not fit in a batch of "
+                                  "max_batch_size; nothing kubepulse writes should be that large")
+            await self._send_batch(batch, topic, partition, records[start:i])
+            batch, start = producer.create_batch(), i
+            batch.append(key=key, value=value, timestamp=None)
+        await self._send_batch(batch, topic, partition, records[start:])
+
+    async def _send_batch(self, batch: Any, topic: str, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
+        assert self.producer is not None
+        try:
+            fut = await self.producer.send_batch(batch, topic, partition=partition)
+        except KafkaError as exc:  # e.g. no metadata while the brokers are away
+            fut = _failed_future(exc)
+        self._inflight.append(_Batch(topic, partition, records, fut))
 
     # -- confirmation ---------------------------------------------------------------
 
     async def confirm(self) -> None:
         """Return once every record put so far is acknowledged; raise :class:`WriteFailed` after the timeout."""
+        if not self._queued and not self._inflight:
+            return
+        self._busy_since = time.monotonic()
         attempt = 0
-        while True:
-            async with self._lock:
-                await self._send_queued()
-                inflight, self._inflight = self._inflight, []
-            results = await asyncio.gather(*(b.future for b in inflight), return_exceptions=True)
-            failed = [(b, r) for b, r in zip(inflight, results, strict=True) if isinstance(r, BaseException)]
-            if not failed:
-                if self.health.failing_since is not None:
-                    log.warning("writes recovered after %.1f s", time.monotonic() - self.health.failing_since)
-                self.health.failing_since = None
-                M.WRITES_FAILING.set(0)
-                self._ok.set()
-                return
-            await self._failed(failed, attempt)
-            attempt += 1
+        try:
+            while True:
+                async with self._lock:
+                    await self._send_queued()
+                    inflight, self._inflight = self._inflight, []
+                results = await asyncio.gather(*(b.future for b in inflight), return_exceptions=True)
+                failed = [(b, r) for b, r in zip(inflight, results, strict=True) if isinstance(r, BaseException)]
+                if not failed and not self._inflight:
+                    if self.health.failing_since is not None:
+                        log.warning("writes recovered after %.1f s", time.monotonic() - self.health.failing_since)
+                    self.health.failing_since = None
+                    self._ok.set()
+                    return
+                if failed:
+                    await self._failed(failed, attempt)
+                    attempt += 1
+        finally:
+            self._busy_since = None
 
     async def _failed(self, failed: list[tuple[_Batch, BaseException]], attempt: int) -> None:
         now = time.monotonic()
@@ -269,7 +306,6 @@ class Outbox:
         if h.failing_since is None:
             h.failing_since = now
         self._ok.clear()
-        M.WRITES_FAILING.set(1)
         b0, e0 = failed[0]
         h.last_error = f"{b0.topic}[{b0.partition}]: {type(e0).__name__}: {e0}"
         for b, e in failed:
@@ -289,9 +325,14 @@ class Outbox:
         # (document ids, alert sequence numbers), changelog entries are the same key and value.
         async with self._lock:
             await self.stop()
-            await self.start()
-            for b, _ in failed:
-                await self._send(_Batch(b.topic, b.partition, b.records))
+            self._queued[:0] = [(b.topic, b.partition, b.records) for b, _ in failed]
+            await self._send_queued()
+
+
+def _failed_future(exc: BaseException) -> asyncio.Future:
+    fut: asyncio.Future = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut
 
 
 def _advice(exc: BaseException) -> str:

@@ -9,7 +9,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from models.settings import Settings
-from streams import _metrics as M
+from prometheus_client import REGISTRY
+
+from streams._publish import partition_for
 from streams._runtime import Outbox
 from streams.errors import WriteFailed
 from tests.kafkautil import create_topics
@@ -43,7 +45,9 @@ async def test_confirmed_records_are_on_the_partition_a_keyed_send_picks_and_rea
     outbox = Outbox(settings)
     try:
         outbox.put(batched, [(k, f'{{"i":{i}}}'.encode()) for i, k in enumerate(keys)])
-        outbox.put(batched, [(keys[0], b'{"i":"again"}')], partition=5)  # an explicit partition wins
+        # A key a keyed send would put elsewhere: the explicit partition wins.
+        pinned = next(f"pinned:{i}" for i in range(100) if partition_for(f"pinned:{i}".encode(), list(range(6))) != 5)
+        outbox.put(batched, [(pinned, b'{"i":"pinned"}')], partition=5)
         await outbox.drain()
         await outbox.confirm()
     finally:
@@ -55,13 +59,13 @@ async def test_confirmed_records_are_on_the_partition_a_keyed_send_picks_and_rea
                                for i, k in enumerate(keys)])
     finally:
         await producer.stop()
-    got_batched = await _read_all(settings, batched, len(keys))
+    got_batched = await _read_all(settings, batched, len(keys) + 1)
     got_plain = await _read_all(settings, plain, len(keys))
-    assert {k: p for k, (p, _) in got_batched.items() if k != keys[0].encode()} == {
-        k: p for k, (p, _) in got_plain.items() if k != keys[0].encode()}
+    assert {k: p for k, (p, _) in got_batched.items() if not k.startswith(b"pinned:")} == {
+        k: p for k, (p, _) in got_plain.items()}
     assert len({p for p, _ in got_batched.values()}) == 6, "300 keys spread over all 6 partitions"
     assert got_batched[keys[42].encode()][1] == b'{"i":42}'
-    assert got_batched[keys[0].encode()] == (5, b'{"i":"again"}')
+    assert got_batched[pinned.encode()] == (5, b'{"i":"pinned"}')
 
 
 async def test_a_write_the_broker_refuses_is_retried_reported_and_then_fails_the_confirmation(
@@ -77,7 +81,8 @@ async def test_a_write_the_broker_refuses_is_retried_reported_and_then_fails_the
         await admin.close()
     settings.streams.write_failure_timeout_s = 3.0
     outbox = Outbox(settings)
-    failures_before = M.WRITE_FAILURES.labels(topic, "MessageSizeTooLargeError")._value.get()
+    labels = {"topic": topic, "error": "MessageSizeTooLargeError"}
+    failures_before = REGISTRY.get_sample_value("kubepulse_stream_write_failures_total", labels) or 0.0
     try:
         outbox.put(topic, [("fits", b"x" * 100)])
         await outbox.confirm()
@@ -103,8 +108,8 @@ async def test_a_write_the_broker_refuses_is_retried_reported_and_then_fails_the
         await outbox.stop()
     assert topic in message and "MessageSizeTooLarge" in message and "max.message.bytes" in message
     assert any(seen_failing), "writes were reported failing while they were retried"
-    assert M.WRITE_FAILURES.labels(topic, "MessageSizeTooLargeError")._value.get() >= failures_before + 2, \
+    assert REGISTRY.get_sample_value("kubepulse_stream_write_failures_total", labels) >= failures_before + 2, \
         "each attempt is counted"
-    assert outbox.failing and M.WRITES_FAILING._value.get() == 1
+    assert outbox.failing and REGISTRY.get_sample_value("kubepulse_stream_writes_failing") == 1.0
     got = await _read_all(settings, topic, 1)
     assert got == {b"fits": (0, b"x" * 100)}
