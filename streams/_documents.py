@@ -24,13 +24,13 @@ from models.records import (
     AlertTransition,
     Anomaly,
     DeadLetter,
+    EntityRollup,
     Incident,
     KubeEvent,
     NodeScrape,
     Notification,
     QuotaScrape,
     Record,
-    Rollup,
 )
 from models.series import quota_entities
 from streams._mappings import DATE, KIND_FIELDS, KINDS, METRICSET_FIELDS, Derived, Entry, Field
@@ -266,8 +266,26 @@ def _events(r: KubeEvent) -> list[Document]:
     return _one("events", r, ts, r.cluster, r.uid, r.resource_version, r.count, r.last_seen or r.first_seen)
 
 
-def _rollups(r: Rollup) -> list[Document]:
-    return _one("rollups", r, r.window_start, r.series_id, r.window, r.window_start.isoformat())
+_LEVEL = {"workload": "workload", "namespace": "namespace", "cluster": "cluster"}
+
+
+def _rollups(r: EntityRollup) -> list[Document]:
+    """One document per metric of the entity's window (the per-series layout of the rollups index).
+
+    An interim bridge from kubepulse.rollups.v2 (one record per entity) to the index layout Kibana and
+    ``kubepulse top`` read today; the per-entity documents replace it.
+    """
+    from types import SimpleNamespace
+
+    out: list[Document] = []
+    for metric, st in r.metrics.items():
+        row = SimpleNamespace(series_id=f"{r.entity_id}/{metric}", level=_LEVEL.get(r.kind, "series"), metric=metric,
+                              cluster=r.cluster, node=r.node, namespace=r.namespace, workload=r.workload, pod=r.pod,
+                              container=r.container, window=r.window, window_start=r.window_start,
+                              window_end=r.window_end, min=st.min, max=st.max, mean=st.mean, last=st.last, sum=st.sum,
+                              count=st.count)
+        out += _one("rollups", row, r.window_start, row.series_id, r.window, r.window_start.isoformat())  # type: ignore[arg-type]
+    return out
 
 
 def _anomalies(r: Anomaly) -> list[Document]:
@@ -299,7 +317,7 @@ _BUILDERS: dict[type[Record], Callable[[Any], list[Document]]] = {
     NodeScrape: _metrics,
     KubeEvent: _events,
     QuotaScrape: _quotas,
-    Rollup: _rollups,
+    EntityRollup: _rollups,
     Anomaly: _anomalies,
     AlertTransition: _alerts,
     Notification: _notifications,

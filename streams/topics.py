@@ -12,6 +12,7 @@ from models.records import (
     AlertTransition,
     Anomaly,
     DeadLetter,
+    EntityRollup,
     Incident,
     KubeEvent,
     NodeScrape,
@@ -19,7 +20,6 @@ from models.records import (
     Notification,
     AlertGroupState,
     Record,
-    Rollup,
     Silence,
 )
 
@@ -64,7 +64,7 @@ class TopicSpec:
 METRICS = TopicSpec("kubepulse.metrics.v1", "metrics", NodeScrape, "cluster/node")
 EVENTS = TopicSpec("kubepulse.events.v1", "events", KubeEvent, "cluster/namespace/object")
 QUOTAS = TopicSpec("kubepulse.quotas.v1", "quotas", QuotaScrape, "cluster/namespace/name")
-ROLLUPS = TopicSpec("kubepulse.rollups.v1", "rollups", Rollup, "series id")
+ROLLUPS = TopicSpec("kubepulse.rollups.v2", "rollups", EntityRollup, "entity id")
 ANOMALIES = TopicSpec("kubepulse.anomalies.v1", "anomalies", Anomaly, "series id")
 ALERTS = TopicSpec("kubepulse.alerts.v1", "alerts", AlertTransition, "alert fingerprint")
 DEADLETTER = TopicSpec("kubepulse.deadletter.v1", "deadletter", DeadLetter, "source topic")
@@ -75,7 +75,8 @@ SILENCES = TopicSpec("kubepulse.silences.v1", "silences", Silence, "silence id",
 ALERT_GROUPS = TopicSpec("kubepulse.alertgroups.v1", "alertgroups", AlertGroupState, "receiver|group key", compacted=True)
 # Internal to the worker (streams.aggregates): per-node partial rollups re-keyed by cluster. Not in TOPICS
 # (nothing indexes it); the worker declares it.
-AGGREGATES_REPARTITION = TopicSpec("kubepulse.aggregates-repartition.v1", "aggregates-repartition", Rollup, "cluster")
+AGGREGATES_REPARTITION = TopicSpec("kubepulse.aggregates-repartition.v1", "aggregates-repartition", EntityRollup,
+                                   "cluster")
 
 TOPICS: tuple[TopicSpec, ...] = (
     METRICS, EVENTS, QUOTAS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS, SILENCES, ALERT_GROUPS,

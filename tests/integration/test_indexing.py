@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from collectors.simulator import Fleet
 from models.codec import decode
-from models.records import DeadLetter, NodeScrape, QuotaScrape, Rollup
+from models.records import DeadLetter, EntityRollup, MetricStats, NodeScrape, QuotaScrape
 from models.settings import Settings
 from streams._documents import documents_for
 from streams._es import async_client, install_templates, sync_client
@@ -54,14 +54,15 @@ def _flat_mapping(props: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _rollups(n: int, *, start: datetime) -> list[tuple[str, Rollup]]:
+def _rollups(n: int, *, start: datetime) -> list[tuple[str, EntityRollup]]:
     out = []
     for i in range(n):
-        sid = f"c1/ns{i % 7}/pod-{i % 97}/ct/container.cpu_cores#{i}"
+        eid = f"c1/ns{i % 7}/pod-{i % 97}/ct#{i}"
         ws = start + timedelta(minutes=i % 60)
-        r = Rollup(
-            series_id=sid, cluster="c1", namespace=f"ns{i % 7}", pod=f"pod-{i % 97}", container="ct", metric="container.cpu_cores",
-            window="1m", window_start=ws, window_end=ws + timedelta(minutes=1), min=0.1, max=0.3, mean=0.2, last=0.25, sum=0.8, count=4,
+        r = EntityRollup(
+            entity_id=eid, kind="container", cluster="c1", namespace=f"ns{i % 7}", pod=f"pod-{i % 97}",
+            container="ct", window="1m", window_start=ws, window_end=ws + timedelta(minutes=1),
+            metrics={"container.cpu_cores": MetricStats(min=0.1, max=0.3, mean=0.2, last=0.25, sum=0.8, count=4)},
         )
         out.append((r.key, r))
     return out
