@@ -630,7 +630,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "metrics": NodeScrape,
     "events": KubeEvent,
     "quotas": QuotaScrape,
-    "rollups": Rollup,
+    "rollups": EntityRollup,
     "anomalies": Anomaly,
     "alerts": AlertTransition,
     "deadletter": DeadLetter,

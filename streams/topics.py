@@ -12,6 +12,7 @@ from models.records import (
     AlertTransition,
     Anomaly,
     DeadLetter,
+    EntityRollup,
     Incident,
     KubeEvent,
     NodeScrape,
@@ -64,7 +65,7 @@ class TopicSpec:
 METRICS = TopicSpec("kubepulse.metrics.v1", "metrics", NodeScrape, "cluster/node")
 EVENTS = TopicSpec("kubepulse.events.v1", "events", KubeEvent, "cluster/namespace/object")
 QUOTAS = TopicSpec("kubepulse.quotas.v1", "quotas", QuotaScrape, "cluster/namespace/name")
-ROLLUPS = TopicSpec("kubepulse.rollups.v1", "rollups", Rollup, "series id")
+ROLLUPS = TopicSpec("kubepulse.rollups.v2", "rollups", EntityRollup, "entity id")
 ANOMALIES = TopicSpec("kubepulse.anomalies.v1", "anomalies", Anomaly, "series id")
 ALERTS = TopicSpec("kubepulse.alerts.v1", "alerts", AlertTransition, "alert fingerprint")
 DEADLETTER = TopicSpec("kubepulse.deadletter.v1", "deadletter", DeadLetter, "source topic")

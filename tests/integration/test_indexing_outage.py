@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from models.records import Rollup
+from models.records import EntityRollup, MetricStats
 from models.settings import Settings
-from streams._es import async_client
-from streams._mappings import alias_name
+from streams.index import alias_name, async_client
 from streams.topics import ROLLUPS
 from tests.indexingutil import CuttableProxy, IndexerProcess, cleanup_es, committed, count, wait_for_committed, wait_for_count
 from tests.kafkautil import create_topics, produce
@@ -23,14 +22,14 @@ OUTAGE_S = float(os.environ.get("KUBEPULSE_TEST_ES_OUTAGE_S", "60"))
 """How long Elasticsearch is unreachable: the issue asks for 60 s; shorten it locally with the variable."""
 
 
-def _rollups(n: int, *, offset: int) -> list[tuple[str, Rollup]]:
+def _rollups(n: int, *, offset: int) -> list[tuple[str, EntityRollup]]:
     start = datetime(2026, 3, 1, tzinfo=UTC)
     out = []
     for i in range(offset, offset + n):
-        ws = start + timedelta(minutes=i % 120)
-        r = Rollup(
-            series_id=f"c1/ns/pod-{i % 50}/ct/container.cpu_cores#{i}", cluster="c1", metric="container.cpu_cores", window="1m",
-            window_start=ws, window_end=ws + timedelta(minutes=1), min=1.0, max=1.0, mean=1.0, last=1.0, sum=1.0, count=1,
+        ws = start + timedelta(hours=i % 48)
+        r = EntityRollup(
+            entity_id=f"c1/ns/pod-{i % 50}/ct{i}", kind="container", cluster="c1", window="1h", window_start=ws,
+            window_end=ws + timedelta(hours=1), metrics={"container.cpu_cores": MetricStats(min=1.0, max=1.0, mean=1.0, last=1.0, sum=1.0, count=1)},
         )
         out.append((r.key, r))
     return out
