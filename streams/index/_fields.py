@@ -481,9 +481,10 @@ KIND_FIELDS: dict[str, list[Entry]] = {
         Derived("kubernetes.resourcequota.resource", KEYWORD, lambda ctx: ctx["resource"], "the resource this document is about"),
         Field("kubernetes.resourcequota.hard.value", DOUBLE, "hard"),
         Field("kubernetes.resourcequota.used.value", DOUBLE, "used"),
+        # double, not a float share: quota rules and panels compare it with exact thresholds (1.0 is "fully used").
         Derived(
             "kubernetes.resourcequota.used.pct",
-            SHARE,
+            DOUBLE,
             lambda ctx: ctx["used_share"],
             "used / hard as models.series computes quota.used_share: absent while not counted or for a hard limit of 0",
         ),

@@ -83,7 +83,7 @@ async def test_elasticsearch_unreachable_for_a_minute_pauses_indexing_and_loses_
         await wait_for_committed(settings, group, topic, 4000)
         assert await count(direct, alias) == 4000
         # Every record once: as many distinct series as documents.
-        resp = await direct.search(index=alias, size=0, aggs={"ids": {"cardinality": {"field": "kubepulse.series_id", "precision_threshold": 10000}}})
+        resp = await direct.search(index=alias, size=0, aggs={"ids": {"cardinality": {"field": "kubepulse.entity", "precision_threshold": 10000}}})
         assert resp["aggregations"]["ids"]["value"] == 4000
     finally:
         first.terminate()
