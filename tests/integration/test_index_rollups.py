@@ -151,6 +151,13 @@ async def test_es_setup_creates_the_first_index_of_every_kind_once_and_status_li
     rows = json.loads(status.output)
     assert list(rows) == list(INDEX_KINDS)
     assert all(r["template"] and r["indices"] == 1 and r["docs"] == 0 for r in rows.values())
+    # The settings that make a sample cost ~15 bytes are on the real indices, not only in the templates.
+    got = (await es.indices.get_settings(index=f"{prefix}-*")).body
+    for name, body in got.items():
+        index = body["settings"]["index"]
+        assert index["codec"] == "best_compression", name
+        sorted_by = index.get("sort", {}).get("field")
+        assert sorted_by == (["kubepulse.entity", "@timestamp"] if "-metrics-" in name or "-rollups-" in name else None), name
 
 
 async def test_a_v1_rollups_template_left_by_an_older_install_is_replaced_not_fought(settings: Settings, es: AsyncElasticsearch) -> None:
