@@ -115,6 +115,9 @@ class KafkaSettings(_Group):
         return kw
 
 
+_DEFAULT_ROLLUPS: dict[str, list[str]] = {"1m": ["node", "node_interface", "namespace", "cluster"], "1h": list(ENTITY_KINDS)}
+
+
 class ElasticsearchSettings(_Group):
     """Where Elasticsearch is, how to authenticate, and how to write."""
 
@@ -139,10 +142,9 @@ class ElasticsearchSettings(_Group):
     codec: Literal["best_compression", "default"] = "best_compression"
     """Stored-field compression of every index. ``best_compression`` (zstd on 8.x) keeps ``_source`` at about
     half the default's size for a few percent more CPU when segments are written and read."""
-    rollups: dict[Literal["1m", "1h"], list[str]] = Field(
-        default_factory=lambda: {"1m": ["node", "node_interface", "namespace", "cluster"], "1h": list(ENTITY_KINDS)}
-    )
-    """Which entity kinds of kubepulse.rollups.v2 are indexed, per window (every one is on the topic).
+    rollups: dict[Literal["1m", "1h"], list[str]] = Field(default_factory=lambda: dict(_DEFAULT_ROLLUPS))
+    """Which entity kinds of kubepulse.rollups.v2 are indexed, per window (every one is on the topic); a window
+    left out keeps its default, ``[]`` indexes none of it.
 
     1 h for every kind: 24 documents per entity and day (0.4 % of its raw documents at a 15 s scrape), what
     capacity planning and right-sizing read for 400 days. 1 m only for the kinds that do not grow with the
@@ -157,7 +159,7 @@ class ElasticsearchSettings(_Group):
             unknown = sorted(set(kinds) - set(ENTITY_KINDS))
             if unknown:
                 raise ValueError(f"{window}: no entity kind {', '.join(unknown)}; known: {', '.join(ENTITY_KINDS)}")
-        return v
+        return {**_DEFAULT_ROLLUPS, **v}
 
     @field_validator("url")
     @classmethod

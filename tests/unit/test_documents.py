@@ -326,3 +326,13 @@ def test_the_janitor_keeps_each_rollup_window_for_its_own_number_of_days() -> No
     # 14 days of 1m (March 18 is the 14th day back), 400 days of 1h (2025-02-25 is the 400th).
     assert r.delete == ["kp-rollups-1h-2025.02.24", "kp-rollups-1m-2025.02.24", "kp-rollups-1m-2025.02.25", "kp-rollups-1m-2026.03.17"]
     assert r.keep == ["kp-rollups-1h-2025.02.25", "kp-rollups-1h-2026.03.17", "kp-rollups-1h-2026.03.18", "kp-rollups-1m-2026.03.18"]
+
+
+def test_a_rollup_window_left_out_of_the_settings_keeps_its_default_and_an_unknown_kind_is_refused() -> None:
+    from models.errors import ConfigError
+
+    s = load_settings(elasticsearch={"rollups": {"1m": []}})
+    assert s.elasticsearch.rollups == {"1m": [], "1h": list(ENTITY_KINDS)}
+    assert [d for r in full_rollups(window="1m") for d in documents_for(r, rollups=s.elasticsearch.rollups)] == []
+    with pytest.raises(ConfigError, match="no entity kind pods"):
+        load_settings(elasticsearch={"rollups": {"1h": ["pods"]}})
