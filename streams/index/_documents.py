@@ -48,6 +48,7 @@ from streams.index._fields import (
     KIND_FIELDS,
     METRICSET_FIELDS,
     ROLLUP_FIELDS,
+    ROLLUP_METRICS,
     ROLLUP_STATS,
     SHARE,
     Derived,
@@ -258,7 +259,6 @@ def _by_scope(entries: list[Entry]) -> dict[str, tuple[tuple[str, _Getter], ...]
 _METRICSETS = {ms: _by_scope(entries) for ms, entries in METRICSET_FIELDS.items()}
 _KINDS = {kind: _compile(entries) for kind, entries in KIND_FIELDS.items()}
 _ROLLUP = _compile(ROLLUP_FIELDS)
-_ROLLUP_ROOTS: dict[str, tuple[tuple[str, str], ...]] = {}
 
 
 def _build(compiled: tuple[tuple[str, _Getter], ...], ctx: dict[str, Any], doc: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -354,12 +354,14 @@ def _events(r: KubeEvent) -> list[Document]:
 
 
 def _stat_fields(metric: str) -> tuple[tuple[str, str], ...]:
-    """(document field, MetricStats attribute) of each statistic of ``metric``, computed once per metric name."""
-    out = _ROLLUP_ROOTS.get(metric)
-    if out is None:
-        root = rollup_field(metric)
-        out = _ROLLUP_ROOTS[metric] = tuple((f"{root}.{leaf}", attr) for leaf, attr in ROLLUP_STATS)
-    return out
+    """(document field, MetricStats attribute) of each statistic of ``metric``."""
+    root = rollup_field(metric)
+    return tuple((f"{root}.{leaf}", attr) for leaf, attr in ROLLUP_STATS)
+
+
+# Computed once for the metrics the mapping knows; a name it does not know is spelled out per record (and its
+# document refused by the strict mapping, so dead-lettered with Elasticsearch's reason), never cached.
+_STAT_FIELDS = {m: _stat_fields(m) for m in ROLLUP_METRICS}
 
 
 def _rollups(r: EntityRollup, rollups: Mapping[str, Collection[str]]) -> list[Document]:
@@ -368,7 +370,7 @@ def _rollups(r: EntityRollup, rollups: Mapping[str, Collection[str]]) -> list[Do
     body = _build(_ROLLUP, {"record": r})
     count = body["kubepulse.rollup.count"]
     for metric, stats in r.metrics.items():
-        for es, attr in _stat_fields(metric):
+        for es, attr in _STAT_FIELDS.get(metric) or _stat_fields(metric):
             body[es] = getattr(stats, attr)
         if stats.count != count:
             body[f"{rollup_field(metric)}.count"] = stats.count

@@ -193,3 +193,18 @@ async def test_storage_report_counts_documents_and_bytes_per_kind_and_per_sample
     # Force-merged: one segment per shard.
     segments = await es.indices.segments(index=f"{settings.elasticsearch.index_prefix}-*")
     assert all(len(shard[0]["segments"]) == 1 for index in segments["indices"].values() for shard in index["shards"].values())
+
+
+async def test_a_rollup_with_a_metric_the_mapping_does_not_know_is_dead_lettered_with_elasticsearchs_reason(
+    settings: Settings, es: AsyncElasticsearch
+) -> None:
+    """A worker newer than its indexer (a metric added to models.series on one side only) must not lose the
+    record silently: the strict mapping refuses it, the dead letter says why, the other rollups are indexed."""
+    good = [r for r in entity_rollups(_scrapes()) if r.window == "1h" and r.kind == "container"][:3]
+    stats = next(iter(good[0].metrics.values()))
+    odd = good[0].model_copy(update={"entity_id": "c9/ns/p/ct", "metrics": {"container.unheard_of_bytes": stats}})
+    indexed, letters = await _index(settings, es, [*good, odd])
+    assert indexed == 3
+    (dl,) = letters
+    assert dl.stage == "indexing" and dl.error_type == "strict_dynamic_mapping_exception"
+    assert "unheard_of_bytes" in dl.reason and "c9/ns/p/ct" in dl.payload
