@@ -85,9 +85,9 @@ def worker(
     level = settings.log_level.lower()  # type: ignore[attr-defined]
     from kubepulse._health import start_health_server
 
-    # /healthz, /readyz, /metrics on settings.http_port (0: off); ready while the app runs
-    # and is not in the middle of a consumer-group rebalance.
-    with start_health_server(settings, ready=lambda: bool(app.started) and not app.rebalancing):  # type: ignore[arg-type]
+    # /healthz, /readyz, /metrics on settings.http_port (0: off); ready while the app runs, is not in the
+    # middle of a consumer-group rebalance, and its writes are confirmed (streams._runtime.Runtime.ready).
+    with start_health_server(settings, ready=app.kubepulse_runtime.ready):  # type: ignore[arg-type,attr-defined]
         faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 

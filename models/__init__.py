@@ -16,7 +16,8 @@ from models.records import (
     NodeScrape,
     Notification,
     Record,
-    Rollup,
+    EntityRollup,
+    MetricStats,
 )
 
 __all__ = [
@@ -33,7 +34,8 @@ __all__ = [
     "Notification",
     "Record",
     "RecordError",
-    "Rollup",
+    "EntityRollup",
+    "MetricStats",
     "decode",
     "encode",
 ]

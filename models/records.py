@@ -16,7 +16,7 @@ topic              key                           record
 metrics.v1         ``cluster/node``              :class:`NodeScrape`
 events.v1          ``cluster/namespace/object``  :class:`KubeEvent`
 quotas.v1          ``cluster/namespace/name``    :class:`QuotaScrape`
-rollups.v1         series id                     :class:`Rollup`
+rollups.v2         entity id                     :class:`EntityRollup`
 anomalies.v1       series id                     :class:`Anomaly`
 alerts.v1          alert fingerprint             :class:`AlertTransition`
 deadletter.v1      source topic                  :class:`DeadLetter`
@@ -51,7 +51,6 @@ __all__ = [
     "ObjectRef",
     "KubeEvent",
     "QuotaScrape",
-    "Rollup",
     "MetricStats",
     "EntityRollup",
     "ENTITY_KINDS",
@@ -319,47 +318,6 @@ class QuotaScrape(Record):
 # --------------------------------------------------------------------------
 # Results (rollups, anomalies, alerts)
 # --------------------------------------------------------------------------
-
-Level = Literal["series", "workload", "namespace", "node", "cluster"]
-
-
-class Rollup(Record):
-    """Aggregates of one series (or one aggregate of series) over one window."""
-
-    series_id: Name
-    level: Level = "series"
-    cluster: Name
-    node: str | None = None
-    namespace: str | None = None
-    workload: str | None = None
-    pod: str | None = None
-    container: str | None = None
-    metric: Name
-    window: Literal["1m", "5m"]
-    window_start: AwareDatetime
-    window_end: AwareDatetime
-    min: Finite
-    max: Finite
-    mean: Finite
-    last: Finite
-    sum: Finite
-    count: Annotated[int, Field(ge=1)]
-
-    @property
-    def key(self) -> str:
-        return self.series_id
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Rollup:
-        if self.window_end <= self.window_start:
-            raise ValueError("window_end must be after window_start")
-        # Float summation may put the mean a hair outside [min, max]; a
-        # reversed range or a mean far outside it is a bug upstream.
-        slack = 1e-9 * max(1.0, abs(self.min), abs(self.max))
-        if self.min > self.max or not self.min - slack <= self.mean <= self.max + slack:
-            raise ValueError("expected min <= mean <= max")
-        return self
-
 
 ENTITY_KINDS = ("node", "node_interface", "pod", "pod_interface", "container", "volume", "workload", "namespace",
                 "cluster")

@@ -43,10 +43,29 @@ _SHARES = (
 )
 _IFACE = ("rx_bytes_per_s", "tx_bytes_per_s", "rx_errors_per_s", "tx_errors_per_s")
 _FS = ("used_bytes", "capacity_bytes", "available_bytes", "inodes_used", "inodes_free")
+_NODE_SUMS = (
+    "cpu_allocatable_cores",
+    "memory_allocatable_bytes",
+    "pods",
+    "pods_cpu_cores",
+    "pods_memory_working_set_bytes",
+    "pods_cpu_request_cores",
+    "pods_memory_request_bytes",
+    "pods_cpu_limit_cores",
+    "pods_memory_limit_bytes",
+    "pods_cpu_allocatable_share",
+    "pods_memory_allocatable_share",
+    "pods_cpu_request_allocatable_share",
+    "pods_memory_request_allocatable_share",
+)
+"""What the node's pods add up to, against what the node can give them (allocatable): the numbers capacity
+planning reads (requests are what the scheduler counts) and what the cluster-wide sums are made of. Pods
+that ended (phase Succeeded or Failed) hold no capacity and are left out."""
 
 METRICS: dict[str, tuple[str, ...]] = {
     "node": tuple(f"node.{f}" for f in (*_USAGE, "memory_available_bytes", "cpu_node_share", "memory_node_share"))
-    + tuple(f"node.fs.{f}" for f in (*_FS, "used_share")),
+    + tuple(f"node.fs.{f}" for f in (*_FS, "used_share"))
+    + tuple(f"node.{f}" for f in _NODE_SUMS),
     "node_interface": tuple(f"node.network.{f}" for f in _IFACE),
     "pod": tuple(f"pod.{f}" for f in (*_USAGE, *_SHARES))
     + tuple(f"pod.ephemeral_storage.{f}" for f in (*_FS, "used_share")),
@@ -124,6 +143,41 @@ def _iface(prefix: str, i: Interface) -> list[tuple[str, float | None]]:
     ]
 
 
+def _total(values: Iterator[float | None]) -> float | None:
+    """The sum of the known values; None when none is known (an unknown is not a zero)."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _share(part: float | None, whole: float | None) -> float | None:
+    return part / whole if part is not None and whole else None
+
+
+def _node_sums(scrape: NodeScrape) -> list[tuple[str, float | None]]:
+    """``node.pods_*`` and allocatable (see ``_NODE_SUMS``), in that order."""
+    alloc = scrape.node_stats.allocatable
+    pods = [p for p in scrape.pods if p.phase not in ("Succeeded", "Failed")]
+    cpu = _total(p.cpu_cores for p in pods)
+    mem = _total(p.memory_working_set_bytes for p in pods)
+    cpu_req = _total(p.requests.cpu_cores for p in pods)
+    mem_req = _total(p.requests.memory_bytes for p in pods)
+    return [
+        ("node.cpu_allocatable_cores", alloc.cpu_cores),
+        ("node.memory_allocatable_bytes", alloc.memory_bytes),
+        ("node.pods", len(pods)),
+        ("node.pods_cpu_cores", cpu),
+        ("node.pods_memory_working_set_bytes", mem),
+        ("node.pods_cpu_request_cores", cpu_req),
+        ("node.pods_memory_request_bytes", mem_req),
+        ("node.pods_cpu_limit_cores", _total(p.limits.cpu_cores for p in pods)),
+        ("node.pods_memory_limit_bytes", _total(p.limits.memory_bytes for p in pods)),
+        ("node.pods_cpu_allocatable_share", _share(cpu, alloc.cpu_cores)),
+        ("node.pods_memory_allocatable_share", _share(mem, alloc.memory_bytes)),
+        ("node.pods_cpu_request_allocatable_share", _share(cpu_req, alloc.cpu_cores)),
+        ("node.pods_memory_request_allocatable_share", _share(mem_req, alloc.memory_bytes)),
+    ]
+
+
 def entities(scrape: NodeScrape) -> Iterator[Entity]:
     """Cut a node scrape into entities, node first, then each pod and its parts.
 
@@ -155,6 +209,7 @@ def entities(scrape: NodeScrape) -> Iterator[Entity]:
             ("node.cpu_node_share", ns_.cpu_node_share),
             ("node.memory_node_share", ns_.memory_node_share),
             *_fs("node.fs.", ns_.fs),
+            *_node_sums(scrape),
         ],
     )
     for i in ns_.network:

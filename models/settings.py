@@ -268,11 +268,24 @@ class StreamsSettings(_Group):
     namespace and workload sums of pod usage always do). Usage, shares, rates and used space: each
     rollup is a Kafka record per series per window, so counters, capacities and near-duplicates
     (RSS, usage, inodes used, available bytes) are left to the raw metrics index."""
-    checkpoint_interval_s: float = Field(2.0, gt=0)
-    """How often a worker writes the state of the nodes it changed to the table (changelog) and
-    commits their offsets; a restart replays at most this much input (wall-clock seconds)."""
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
-    """Faust's guarantee; alert transitions are published exactly once either way (see streams/app.py)."""
+    checkpoint_interval_s: float = Field(60.0, gt=0)
+    """How often (wall-clock seconds, each key on its own phase) a worker writes the state of a key that
+    changed (a node, an Event's object, a quota, a cluster's sums) to its table's changelog, and only then
+    acks the input it includes. A restart replays at most about this much input. 60 s writes a node's
+    state once per 4 scrapes, so changelog bytes stay below the input's; a shorter interval shortens the
+    replay after a crash but writes more."""
+    write_failure_timeout_s: float = Field(120.0, gt=0)
+    """How long writes (outputs, changelog) may go unconfirmed, retried with backoff, before the worker
+    exits non-zero for its orchestrator to restart it. Meanwhile nothing is acked and /readyz is false."""
+    max_clock_skew_s: float = Field(120.0, gt=0)
+    """How far ahead of the time Kafka received it (the collector's clock) a scrape's own timestamp may be.
+    A scrape stamped later is processed at receive time plus this (and counted): a node whose clock runs
+    fast can neither make its partition's other nodes look silent nor push its own windows far ahead; the
+    raw document keeps the node's own timestamp."""
+    processing_guarantee: Literal["at_least_once"] = "at_least_once"
+    """Only ``at_least_once``: the worker confirms its own writes before it acks input and makes replays
+    harmless (state records the offset it includes, outputs are idempotent, alert transitions carry a
+    sequence), so Kafka transactions would add latency without covering more (see streams/_runtime.py)."""
     dispatch_alerts: bool = True
     """Run the alert dispatcher (routes, grouping, receivers of ``alerting``) inside each worker; off when
     ``kubepulse alerting run`` runs it as its own process. One worker of the group dispatches at a time."""

@@ -21,6 +21,11 @@ __all__ = [
     "CHECKPOINT_BYTES",
     "CONSUMER_LAG",
     "PROCESS_SECONDS",
+    "WRITE_FAILURES",
+    "WRITES_FAILING",
+    "LARGEST_RECORD",
+    "HELD_MESSAGES",
+    "CLOCK_CLAMPED",
 ]
 
 RECORDS_IN = Counter("kubepulse_stream_records_in_total", "Records read by the stream agents.", ["topic"])
@@ -51,4 +56,22 @@ PROCESS_SECONDS = Histogram(
     "kubepulse_stream_process_seconds",
     "Time to process one node scrape (windows, scores, rules).",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+)
+WRITE_FAILURES = Counter(
+    "kubepulse_stream_write_failures_total",
+    "Records the broker did not confirm (each is sent again until confirmed or the worker gives up).",
+    ["topic", "error"],
+)
+WRITES_FAILING = Gauge(
+    "kubepulse_stream_writes_failing",
+    "1 while writes are being retried (input is not acked meanwhile and /readyz is false), else 0.",
+)
+LARGEST_RECORD = Gauge("kubepulse_stream_largest_record_bytes", "Largest record value written, per topic.", ["topic"])
+HELD_MESSAGES = Gauge(
+    "kubepulse_stream_held_messages", "Input messages processed but not acked yet (their state is not written yet)."
+)
+CLOCK_CLAMPED = Counter(
+    "kubepulse_stream_clock_clamped_total",
+    "Scrapes whose timestamp was ahead of the time Kafka received them by more than the allowed skew.",
+    ["topic"],
 )

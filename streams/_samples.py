@@ -26,6 +26,7 @@ from models.records import (
     Incident,
     Interface,
     KubeEvent,
+    MetricStats,
     NodeSample,
     NodeScrape,
     Notification,
@@ -33,7 +34,6 @@ from models.records import (
     PodSample,
     QuotaScrape,
     Record,
-    MetricStats,
     Resources,
     Volume,
 )

@@ -1,59 +1,76 @@
-"""One pass over each node scrape: windows, anomaly scores and rules, with the node's state in one object.
+"""One pass over each node scrape: windows, anomaly scores and rules, with the node's state cut into small groups.
 
-``streams.app``'s agent reads kubepulse.metrics.v1 and calls
-:meth:`Pipeline.process` per scrape; what comes back goes to
-kubepulse.rollups.v1, kubepulse.anomalies.v1 and kubepulse.alerts.v1.
+``streams.scrapes`` (the ``process_scrapes`` agent) reads kubepulse.metrics.v1
+and calls :meth:`Pipeline.process` per scrape; what comes back goes to
+kubepulse.rollups.v2 (per-entity rollups), kubepulse.anomalies.v1,
+kubepulse.alerts.v1 and, for the cluster-wide sums, the internal
+kubepulse.aggregates-repartition.v1.
 
-Why one pass and one state object per node: a scrape carries ~1,000 samples,
-so decoding it once and walking ``models.series.entities`` once is what makes
-100k samples/s per process possible, and keying the state by the metrics
-topic's own key (``cluster/node``) keeps it co-partitioned with its input and
-turns a hundred thousand per-series table entries into one per node. The
-state is written to the table every ``checkpoint_interval_s``, not every
-scrape (see ``streams.app`` for how offsets stay consistent with it).
+Why one pass and one state object per node: a scrape carries thousands of
+samples, so decoding it once and walking ``models.series.entities`` once is
+what makes the throughput budget reachable, and keying the state by the
+metrics topic's own key (``cluster/node``) keeps it co-partitioned with its
+input.
 
-Why it is fast (the worker's budget is 100k samples/s in one process): a
-node's entities have the same shapes scrape after scrape, so everything that
-depends only on a shape (which positions of ``Entity.metrics`` are windowed,
-scored, selected by rules) is computed once per ``(kind, len(metrics))`` and
-everything that depends on one entity (its window slots, its detectors) once
-per entity prefix and node. Per scrape, windows take one vectorised fold
+Why groups. A node of 250 pods x 3 containers has ~20,000 windowed series; as
+one changelog record its state would be megabytes, above a stock broker's
+1 MiB limit. So a node's state is a :class:`Group` per pod (the pod, its
+interfaces, volumes and containers: their window slots, detectors and rule
+state) plus the node's own group (the node, its interfaces, and the per-node
+partial sums of workloads and namespaces), each its own table entry of a few
+kilobytes (:meth:`NodeState.chunks`). The node's header (event time, closed
+windows, input offset) is written last in a checkpoint, after every group that
+changed, and every group records the input offset it includes: a crash in the
+middle of a checkpoint leaves groups newer than the header, never older, and
+the replay applies each message only to the groups that do not hold it yet.
+A pod that is gone is kept until its alerts went stale and its windows
+closed, then its entry is deleted (a tombstone).
+
+Why it is fast: a node's entities have the same shapes scrape after scrape, so
+everything that depends only on a shape (which positions are windowed,
+scored, selected by rules) is computed once per ``(kind, metric names)``, and
+everything that depends on the node's entity set (slots, JSON heads) once per
+layout change. Per scrape, windows take one vectorised fold
 (``streams.windows``), detectors and rules run only on the samples they
-select, and closed windows come out as ready-to-send JSON bytes
-(``Outputs.rollup_records``), so publishing them costs no pydantic work.
+select, and closed windows come out as ready-to-send JSON bytes.
 
-Contract with the rule engine (``streams.rules.RuleEngine``, see its
-docstring): one ``RuleState`` per partition key; for a node that is the
-metrics key ``cluster/node``, and it travels inside this node's
-:class:`NodeState` (as ``RuleState.to_bytes()`` in the table). Entities,
-the node's own anomalies and ``tick`` are evaluated with ``state=`` that
-state. Transition times and ``sequence`` numbers come from the data, so a
-replay after a restart produces the same transitions with the same numbers.
+Contract with the rule engine (``streams.rules.RuleEngine``): one
+``RuleState`` per group. Entities, the group's anomalies and ``tick`` are
+evaluated with ``state=`` that group's state. Transition times and
+``sequence`` numbers come from the data, so a replay after a restart produces
+the same transitions with the same numbers.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
 
-from models.records import AlertTransition, Anomaly, KubeEvent, NodeScrape, Rollup
-from models.series import METRICS, Entity, entities
+from models.records import AlertTransition, Anomaly, EntityRollup, KubeEvent, NodeScrape
+from models.series import AGGREGATE_METRICS, METRICS, Entity, entities
 from models.settings import Settings
 from streams._rules.engine import observe_planned
+from streams._state import CHUNK_SEP
 from streams.scoring import anomaly, new_detector, scored_metric_names
-from streams.windows import Windows
+from streams.windows import HOUR_S, PANE_S, EntitySlots, Windows
 
-__all__ = ["Outputs", "NodeState", "Pipeline", "RuleEngineLike", "not_windowed", "windowed_metric_names"]
+__all__ = ["Outputs", "NodeState", "Group", "Pipeline", "RuleEngineLike", "not_windowed", "windowed_metric_names",
+           "CHUNK_SEP"]
 
-_STATE_VERSION = 2
+_STATE_VERSION = 3
 _NAN = math.nan
 _second = itemgetter(1)
+NODE_GROUP = ""
+"""The id of the node's own group (the node, its interfaces, the per-node partial sums)."""
+
+_ALWAYS_WINDOWED = frozenset(m for m in METRICS["node"] if m.startswith(("node.pods", "node.cpu_allocatable",
+                                                                          "node.memory_allocatable")))
 
 
 class RuleEngineLike(Protocol):
@@ -69,34 +86,218 @@ class RuleEngineLike(Protocol):
 
 def not_windowed(metric: str) -> bool:
     """Metrics without rollups: counters (their rates are windowed), capacities and configured amounts."""
+    if metric in _ALWAYS_WINDOWED:
+        return False
     return metric.endswith(("_total", "capacity_bytes", "_limit_bytes", "_request_bytes", "inodes_free"))
 
 
 def windowed_metric_names(selectors: Iterable[str] | None = None) -> frozenset[str]:
     """Full metric names that get rollups: ``selectors`` as in ``scored_metrics``, or (None) all but :func:`not_windowed`.
 
+    The node's sums of its pods (``node.pods_*``) and its allocatable always do: capacity planning and the
+    cluster-wide sums read them.
+
     >>> "pod.cpu_cores" in windowed_metric_names(), "pod.memory_page_faults_total" in windowed_metric_names()
     (True, False)
-    >>> sorted(windowed_metric_names(["cpu_cores"]))[:2]
-    ['container.cpu_cores', 'node.cpu_cores']
+    >>> sorted(windowed_metric_names(["cpu_cores"]))[:3]
+    ['container.cpu_cores', 'node.cpu_allocatable_cores', 'node.cpu_cores']
     """
     if selectors is None:
         return frozenset(m for names in METRICS.values() for m in names if not not_windowed(m))
-    return scored_metric_names(selectors)
+    return scored_metric_names(selectors) | _ALWAYS_WINDOWED
+
+
+# --------------------------------------------------------------------------
+# Shapes, entities, groups
+# --------------------------------------------------------------------------
+
+
+class _Shape:
+    """What depends only on an entity's kind and metric names: positions windowed, scored, and its rules."""
+
+    __slots__ = ("names", "win", "win_names", "scored", "rules")
+
+    def __init__(self, names: tuple[str, ...], *, windowed: frozenset[str], scored: frozenset[str],
+                 engine: Any) -> None:
+        self.names = names
+        self.win = tuple(j for j, m in enumerate(names) if m in windowed)
+        self.win_names = tuple(names[j] for j in self.win)
+        self.scored = tuple(j for j, m in enumerate(names) if m in scored)
+        entity_rules = getattr(engine, "entity_rules", None)
+        self.rules = entity_rules(names) if entity_rules is not None else None
+
+
+_IDENTITY = ("kind", "cluster", "node", "namespace", "workload", "workload_kind", "pod", "container", "volume",
+             "persistentvolumeclaim", "interface")
+"""EntityRollup's identity fields, in the record's field order (the JSON head must match ``encode``)."""
+
+
+def identity(kind: str, labels: dict[str, str]) -> dict[str, object]:
+    """The identity fields of an entity's EntityRollup from its labels (``kind`` as in ``models.series``)."""
+    out: dict[str, object] = {"kind": kind}
+    for name in _IDENTITY[1:]:
+        out[name] = labels.get(name) or None
+    return out
+
+
+class _Ent:
+    """One entity of a group: kind, series prefix, labels, shape, first slot and its detectors."""
+
+    __slots__ = ("kind", "prefix", "labels", "shape", "lo", "dets")
+
+    def __init__(self, kind: str, prefix: str, labels: dict[str, str], shape: _Shape) -> None:
+        self.kind = kind
+        self.prefix = prefix
+        self.labels = labels
+        self.shape = shape
+        self.lo = -1
+        self.dets: list[Any] = [None] * len(shape.scored)
+
+
+class Group:
+    """A pod (with its interfaces, volumes and containers), or the node itself: one table entry of state.
+
+    ``offset`` is the last input offset applied to it (a replayed message at or below it is skipped),
+    ``last_ts`` the newest scrape it was in, ``rules`` its RuleState (bytes until the engine attaches it).
+    """
+
+    __slots__ = ("gid", "ents", "offset", "last_ts", "rules", "dirty")
+
+    def __init__(self, gid: str) -> None:
+        self.gid = gid
+        self.ents: list[_Ent] = []
+        self.offset = -1
+        self.last_ts = 0.0
+        self.rules: Any = None
+        self.dirty = True
+
+    @property
+    def signature(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return tuple((e.prefix, e.shape.names) for e in self.ents)
+
+    @property
+    def width(self) -> int:
+        return sum(len(e.shape.win) for e in self.ents)
+
+
+class NodeState:
+    """Everything the worker remembers about one node: its windows and its groups.
+
+    ``offset`` (the header's) is the last input offset applied to every group; ``removed`` holds the
+    ids of groups whose table entries must be deleted at the next checkpoint.
+    """
+
+    __slots__ = ("key", "cluster", "node", "offset", "last_ts", "windows", "groups", "layout", "partial_ids",
+                 "width", "removed", "dirty")
+
+    def __init__(self, key: str, *, grace_s: float) -> None:
+        self.key = key
+        self.cluster, _, self.node = key.partition("/")
+        self.offset = -1
+        self.last_ts = 0.0
+        """Timestamp of the newest scrape scored: detectors learn in time order only."""
+        self.windows = Windows(grace_s=grace_s)
+        self.groups: dict[str, Group] = {}
+        self.layout: list[EntitySlots] = []
+        """Derived from the groups (slots, JSON heads): rebuilt when they change, never saved."""
+        self.partial_ids: frozenset[str] = frozenset()
+        self.width = 0
+        """Slots in use (the layout's total)."""
+        self.removed: set[str] = set()
+        self.dirty = True
+
+    # -- persistence -------------------------------------------------------------
+
+    def chunk_key(self, gid: str) -> bytes:
+        return self.key.encode() + CHUNK_SEP + gid.encode()
+
+    def chunks(self, *, everything: bool = False) -> list[tuple[bytes, bytes | None]]:
+        """The table entries that changed since the last call: groups first, the header last; None deletes one."""
+        out: list[tuple[bytes, bytes | None]] = [(self.chunk_key(gid), None) for gid in sorted(self.removed)]
+        for g in self.groups.values():
+            if g.dirty or everything:
+                out.append((self.chunk_key(g.gid), self._dump_group(g)))
+                g.dirty = False
+        self.removed.clear()
+        out.append((self.key.encode(), pickle.dumps((_STATE_VERSION, self.key, self.offset, self.last_ts,
+                                                     self.windows.header()), protocol=pickle.HIGHEST_PROTOCOL)))
+        self.dirty = False
+        return out
+
+    def _dump_group(self, g: Group) -> bytes:
+        ents = [(e.kind, e.prefix, e.labels, e.shape.names, [_det_bytes(d) for d in e.dets]) for e in g.ents]
+        lo = g.ents[0].lo if g.ents else 0
+        windows = self.windows.chunk(lo, lo + g.width)
+        rules = g.rules.to_bytes() if hasattr(g.rules, "to_bytes") else g.rules
+        return pickle.dumps((_STATE_VERSION, g.gid, g.offset, g.last_ts, ents, windows, rules),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def loads(cls, header: bytes, groups: Iterable[bytes], pipeline: Pipeline) -> NodeState:
+        """A node from its header and its groups' entries (as :meth:`chunks` wrote them)."""
+        version, key, offset, last_ts, wheader = pickle.loads(header)  # our own changelog, never foreign input
+        if version != _STATE_VERSION:
+            raise ValueError(f"node state version {version}, expected {_STATE_VERSION}")
+        st = cls(key, grace_s=wheader[0])
+        st.windows = Windows.from_header(wheader)
+        st.offset, st.last_ts = offset, last_ts
+        saved: list[tuple[Group, Any]] = []
+        for raw in groups:
+            version, gid, g_offset, g_last, ents, windows, rules = pickle.loads(raw)
+            g = Group(gid)
+            g.offset, g.last_ts, g.rules, g.dirty = g_offset, g_last, rules, False
+            for kind, prefix, labels, names, dets in ents:
+                e = _Ent(kind, prefix, labels, pipeline.shape(names))
+                e.dets = [_det_loads(d) for d in dets] if len(dets) == len(e.dets) else e.dets
+                g.ents.append(e)
+            st.groups[gid] = g
+            saved.append((g, windows))
+        pipeline.relayout(st, fresh=True)
+        for g, windows in saved:
+            if g.ents:
+                lo = g.ents[0].lo
+                st.windows.load_chunk(lo, lo + g.width, windows)
+        st.dirty = False
+        return st
+
+
+def _det_bytes(det: Any) -> bytes | None:
+    if det is None:
+        return None
+    to_bytes = getattr(det, "to_bytes", None)
+    return to_bytes() if to_bytes is not None else pickle.dumps(det, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _det_loads(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        from models.detectors import detector_from_bytes  # type: ignore[attr-defined]
+    except ImportError:
+        return pickle.loads(data)  # our own changelog, never foreign input
+    return detector_from_bytes(data)
+
+
+# --------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------
 
 
 class Outputs:
-    """What one scrape produced.
+    """What one scrape (or tick) produced.
 
-    ``rollup_records`` are ``(series id, JSON bytes)`` pairs ready for
-    kubepulse.rollups.v1 (the key is the series id); ``rollups`` gives the
-    same as :class:`Rollup` records, for tests and tools.
+    ``rollup_records`` are ``(entity id, JSON bytes)`` pairs ready for
+    kubepulse.rollups.v2; ``partials`` the node's closed windows for the
+    cluster-wide sums (its node entity and its per-node workload and namespace
+    partials); ``rollups`` gives the records, for tests and tools.
     """
 
-    __slots__ = ("rollup_records", "anomalies", "transitions", "samples", "late_dropped", "replayed", "changed")
+    __slots__ = ("rollup_records", "partials", "anomalies", "transitions", "samples", "late_dropped", "replayed",
+                 "changed")
 
     def __init__(self) -> None:
         self.rollup_records: list[tuple[str, bytes]] = []
+        self.partials: list[bytes] = []
         self.anomalies: list[Anomaly] = []
         self.transitions: list[AlertTransition] = []
         self.samples = 0
@@ -106,86 +307,64 @@ class Outputs:
         """False only from :meth:`Pipeline.tick` when the node's state did not move (nothing to write)."""
 
     @property
-    def rollups(self) -> list[Rollup]:
-        return [Rollup.model_validate_json(v) for _, v in self.rollup_records]
+    def rollups(self) -> list[EntityRollup]:
+        return [EntityRollup.model_validate_json(v) for _, v in self.rollup_records]
 
 
-class _Shape:
-    """What depends only on an entity's kind and metric names: positions windowed, scored, and its rules."""
+# --------------------------------------------------------------------------
+# Per-node partial sums of workloads and namespaces
+# --------------------------------------------------------------------------
 
-    __slots__ = ("names", "win", "win_get", "scored", "rules", "pod_cpu", "pod_mem")
-
-    def __init__(self, kind: str, names: tuple[str, ...], *, windowed: frozenset[str], scored: frozenset[str],
-                 engine: Any) -> None:
-        self.names = names
-        self.win = tuple(j for j, m in enumerate(names) if m in windowed)
-        # itemgetter of one position returns a value, not a 1-tuple: keep the shapes uniform.
-        self.win_get = itemgetter(*self.win) if len(self.win) > 1 else (lambda vs, j=self.win: tuple(vs[i] for i in j))
-        self.scored = tuple(j for j, m in enumerate(names) if m in scored)
-        entity_rules = getattr(engine, "entity_rules", None)
-        self.rules = entity_rules(names) if entity_rules is not None else None
-        self.pod_cpu = names.index("pod.cpu_cores") if kind == "pod" and "pod.cpu_cores" in names else -1
-        self.pod_mem = (names.index("pod.memory_working_set_bytes")
-                        if kind == "pod" and "pod.memory_working_set_bytes" in names else -1)
+_PARTIAL_FIELDS = tuple(m.split(".", 1)[1] for m in AGGREGATE_METRICS["workload"])
 
 
-class _EntityCache:
-    """One entity of one node: its window slots and its detectors (by scored position)."""
+def _partials(scrape: NodeScrape) -> Iterator[Entity]:
+    """The node's share of each workload's and namespace's sums (``models.series.AGGREGATE_METRICS``).
 
-    __slots__ = ("shape", "slots", "sids", "dets", "generation")
+    Entity ids carry the node in the container slot (``c/ns/workload:W/node:N``, ``c/ns/-/node:N``), so
+    they never collide with a public entity; they travel only on the internal repartition topic.
+    """
+    c, n = scrape.cluster, scrape.node
+    sums: dict[tuple[str, str], list[float | None]] = {}
+    for p in scrape.pods:
+        if p.phase in ("Succeeded", "Failed"):
+            continue
+        vals = (p.cpu_cores, p.memory_working_set_bytes, p.requests.cpu_cores, p.limits.cpu_cores,
+                p.requests.memory_bytes, p.limits.memory_bytes, 1.0)
+        keys = [(p.namespace, "")]
+        if p.workload_name:
+            keys.append((p.namespace, p.workload_name))
+        for k in keys:
+            acc = sums.get(k)
+            if acc is None:
+                acc = sums[k] = [None] * len(vals)
+            for i, v in enumerate(vals):
+                if v is not None:
+                    acc[i] = v if acc[i] is None else acc[i] + v
+    for (ns, wl), acc in sorted(sums.items()):
+        level = "workload" if wl else "namespace"
+        prefix = f"{c}/{ns}/workload:{wl}/node:{n}/" if wl else f"{c}/{ns}/-/node:{n}/"
+        labels = {"cluster": c, "node": n, "namespace": ns}
+        if wl:
+            labels["workload"] = wl
+        yield Entity(level, prefix, labels, [(f"{level}.{f}", v) for f, v in zip(_PARTIAL_FIELDS, acc, strict=True)])
 
-    def __init__(self, shape: _Shape, prefix: str, windows: Windows, detectors: dict[str, Any]) -> None:
-        names = shape.names
-        self.shape = shape
-        self.slots = [windows.slot(prefix + names[j]) for j in shape.win]
-        self.sids = [prefix + names[j] for j in shape.scored]
-        self.dets = [detectors.get(sid) for sid in self.sids]
-        self.generation = windows.generation
+
+def _group_entities(scrape: NodeScrape) -> Iterator[tuple[str, list[Entity]]]:
+    """The scrape's entities cut into groups: the node's own first, then one per pod (``namespace/name``)."""
+    gid = NODE_GROUP
+    ents: list[Entity] = []
+    for ent in entities(scrape):
+        if ent.kind == "pod":
+            yield gid, ents
+            gid, ents = ent.prefix.split("/", 1)[1][:-3], []  # "c/ns/pod/-/" -> "ns/pod"
+        ents.append(ent)
+    yield gid, ents
 
 
-class NodeState:
-    """Everything the worker remembers about one node: windows, detectors, rule state, input offset."""
-
-    __slots__ = ("key", "offset", "windows", "detectors", "rules", "last_ts", "entities")
-
-    def __init__(self, key: str, *, grace_s: float) -> None:
-        self.key = key
-        self.offset = -1
-        """Offset of the last input applied: a replayed message at or below it is skipped."""
-        self.windows = Windows(grace_s=grace_s)
-        self.detectors: dict[str, Any] = {}
-        self.rules: Any = None
-        """The rule engine's RuleState of this node (bytes between loads() and Pipeline.attach())."""
-        self.last_ts = 0.0
-        """Timestamp of the newest scrape scored: detectors learn in time order only."""
-        self.entities: dict[str, _EntityCache] = {}
-        """Entity prefix -> its slots and detectors: derived, rebuilt after a load, never saved."""
-
-    def dumps(self) -> bytes:
-        return pickle.dumps(
-            (_STATE_VERSION, self.key, self.offset, self.last_ts, self.windows.to_state(), self.detectors,
-             self.rules.to_bytes() if hasattr(self.rules, "to_bytes") else self.rules),
-            protocol=pickle.HIGHEST_PROTOCOL,
-        )
-
-    @classmethod
-    def loads(cls, data: bytes) -> NodeState:
-        t = pickle.loads(data)  # our own changelog, never foreign input
-        version = t[0]
-        if version == 1:  # dict-of-lists panes (before columnar windows): convert
-            (_, key, offset, last_ts, grace, w_open, w_closed, closed_through, event_time, workloads, detectors,
-             rules) = t
-            windows = Windows.from_dict_panes(grace_s=grace, w_open=w_open, w_closed=w_closed,
-                                              closed_through=closed_through, event_time=event_time,
-                                              workloads=workloads)
-        elif version == _STATE_VERSION:
-            _, key, offset, last_ts, wstate, detectors, rules = t
-            windows = Windows.from_state(wstate)
-        else:
-            raise ValueError(f"node state version {version}, expected {_STATE_VERSION}")
-        st = cls(key, grace_s=windows.grace_s)
-        st.offset, st.last_ts, st.detectors, st.rules, st.windows = offset, last_ts, detectors, rules, windows
-        return st
+# --------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------
 
 
 class Pipeline:
@@ -194,41 +373,243 @@ class Pipeline:
     def __init__(self, settings: Settings, *, engine: RuleEngineLike | None = None) -> None:
         s = settings.streams
         self.grace_s = s.window_grace_s
+        self.stale_s = s.rules_stale_after_s
         self.threshold = s.anomaly_threshold
         self.detector_name = s.detector
         self.detector_label = new_detector(s.detector).name
         self.scored = scored_metric_names(s.scored_metrics)
-        self.windowed = windowed_metric_names(s.windowed_metrics)
+        self.windowed = windowed_metric_names(s.windowed_metrics) | frozenset(
+            m for names in AGGREGATE_METRICS.values() for m in names)
         self.engine = engine
-        self._shapes: dict[tuple[str, int], _Shape] = {}
+        self._shapes: dict[tuple[str, ...], _Shape] = {}
 
     def new_state(self, key: str) -> NodeState:
         return NodeState(key, grace_s=self.grace_s)
 
-    def attach(self, state: NodeState) -> None:
-        """Turn a loaded node's rule state (bytes) into the engine's RuleState."""
-        if self.engine is None:
-            return
-        if state.rules is None:
-            state.rules = self.engine.new_state()
-        elif isinstance(state.rules, bytes):
-            state.rules = self.engine.state_from_bytes(state.rules)
-
-    def _shape(self, kind: str, metrics: list[tuple[str, float | None]]) -> _Shape:
-        # An entity's metric names follow from its kind and how many it has (models.series builds
-        # fixed lists; a missing filesystem drops its block): the names are checked once per shape.
-        names = tuple(m for m, _ in metrics)
-        sh = self._shapes.get((kind, len(names)))
-        if sh is None or sh.names != names:
-            sh = self._shapes[(kind, len(names))] = _Shape(kind, names, windowed=self.windowed, scored=self.scored,
-                                                            engine=self.engine)
+    def shape(self, names: tuple[str, ...]) -> _Shape:
+        sh = self._shapes.get(names)
+        if sh is None:
+            sh = self._shapes[names] = _Shape(names, windowed=self.windowed, scored=self.scored, engine=self.engine)
         return sh
 
-    def tick(self, state: NodeState, now: float) -> Outputs:
+    def _rules_of(self, g: Group) -> Any:
+        """The group's RuleState (turning saved bytes into the engine's state on first use)."""
+        if self.engine is None:
+            return None
+        if g.rules is None:
+            g.rules = self.engine.new_state()
+        elif isinstance(g.rules, bytes):
+            g.rules = self.engine.state_from_bytes(g.rules)
+        return g.rules
+
+    # -- layout ------------------------------------------------------------------
+
+    def relayout(self, st: NodeState, *, fresh: bool = False) -> None:
+        """Give every group's entities contiguous slots and rebuild the JSON heads (after groups changed).
+
+        ``fresh``: the windows hold nothing yet (a load): slots are assigned, nothing is moved.
+        """
+        old = {e.prefix: e.lo for g in st.groups.values() for e in g.ents}
+        source: list[int] = []
+        layout: list[EntitySlots] = []
+        partial_ids = set()
+        lo = 0
+        for gid in sorted(st.groups, key=lambda k: (k != NODE_GROUP, k)):
+            for e in st.groups[gid].ents:
+                k = len(e.shape.win)
+                was = -1 if fresh else old.get(e.prefix, -1)
+                source.extend(range(was, was + k) if was >= 0 else [-1] * k)
+                e.lo = lo
+                if k:
+                    eid = e.prefix[:-1]
+                    layout.append(EntitySlots(eid, identity(e.kind, e.labels), lo, e.shape.win_names))
+                    if e.kind in ("workload", "namespace"):
+                        partial_ids.add(eid)
+                lo += k
+        if fresh:
+            st.windows.ensure(lo)
+        else:
+            st.windows.relayout(np.array(source, dtype=np.intp))
+        st.layout = layout
+        st.partial_ids = frozenset(partial_ids)
+        st.width = lo
+
+    def _sync_groups(self, st: NodeState, grouped: list[tuple[str, list[Entity]]]) -> None:
+        """Make the node's groups match the scrape's entities; relayout if anything changed."""
+        changed = False
+        for gid, ents in grouped:
+            g = st.groups.get(gid)
+            if g is None:
+                g = st.groups[gid] = Group(gid)
+                st.removed.discard(gid)
+            if len(g.ents) == len(ents) and all(
+                    e.prefix == x.prefix and e.shape.names[0] == x.metrics[0][0] and len(e.shape.names) == len(x.metrics)
+                    for e, x in zip(g.ents, ents, strict=True)):
+                continue
+            by_prefix = {e.prefix: e for e in g.ents}
+            new = []
+            for x in ents:
+                sh = self.shape(tuple(m for m, _ in x.metrics))
+                e = by_prefix.get(x.prefix)
+                if e is None or e.shape is not sh:
+                    kept = e
+                    e = _Ent(x.kind, x.prefix, x.labels, sh)
+                    if kept is not None:  # same series, other shape (a filesystem appeared): keep the detectors
+                        dets = dict(zip((kept.shape.names[j] for j in kept.shape.scored), kept.dets, strict=True))
+                        e.dets = [dets.get(sh.names[j]) for j in sh.scored]
+                else:
+                    e.labels = x.labels
+                new.append(e)
+            g.ents = new
+            g.dirty = changed = True
+        if changed:
+            self.relayout(st)
+
+    def _absent(self, st: NodeState, ts: float, out: Outputs, present: set[str]) -> None:
+        """Groups missing from this scrape (pods gone): their alerts go stale, and after an hour they are dropped.
+
+        An hour (plus a pane and the grace) after its last sample every window the group had data in has
+        closed and been published, and its alerts resolved long before (``rules_stale_after_s``), so its
+        entry can go.
+        """
+        gone = [gid for gid in st.groups if gid not in present]
+        if not gone:
+            return
+        when = datetime.fromtimestamp(ts, UTC)
+        retire_after = max(self.stale_s, HOUR_S + PANE_S + self.grace_s)
+        dropped = False
+        for gid in gone:
+            g = st.groups[gid]
+            rstate = self._rules_of(g)
+            if rstate is not None and len(rstate):
+                got = self.engine.tick(when, state=rstate)  # type: ignore[union-attr]
+                if got or rstate.dirty:
+                    out.transitions += got
+                    g.dirty = True
+            if ts - g.last_ts >= retire_after:
+                del st.groups[gid]
+                st.removed.add(gid)
+                dropped = True
+        if dropped:
+            self.relayout(st)
+
+    # -- scrapes -----------------------------------------------------------------
+
+    def process(self, st: NodeState, scrape: NodeScrape, *, offset: int = -1) -> Outputs:
+        out = Outputs()
+        if 0 <= offset <= st.offset:
+            out.replayed = True
+            return out
+        ts_dt = scrape.timestamp
+        ts = ts_dt.timestamp()
+        node = scrape.node
+        w = st.windows
+        in_order = ts > st.last_ts
+        grouped = list(_group_entities(scrape))
+        grouped[0][1].extend(_partials(scrape))
+        self._sync_groups(st, grouped)
+        engine = self.engine
+        fast_rules = engine is not None and hasattr(engine, "entity_rules")
+        threshold = self.threshold
+        anomalies = out.anomalies
+        transitions = out.transitions
+        slots: list[int] = []
+        values: list[float | None] = []
+        samples = 0
+        x: dict[str, float] = {}
+        groups = st.groups
+        for gid, ents in grouped:
+            g = groups[gid]
+            if offset >= 0 and offset <= g.offset:
+                continue  # this group's entry already holds this message (written after the header)
+            if offset >= 0:
+                g.offset = offset
+            g.last_ts = max(g.last_ts, ts)
+            g.dirty = True
+            rstate = self._rules_of(g) if in_order else None
+            workloads = {}
+            for e, ent in zip(g.ents, ents, strict=True):
+                metrics = ent.metrics
+                sh = e.shape
+                vs = list(map(_second, metrics))
+                samples += len(vs) - vs.count(None)
+                if sh.win:
+                    slots.extend(range(e.lo, e.lo + len(sh.win)))
+                    values.extend(vs[j] for j in sh.win)
+                if ent.kind == "pod" and "workload" in ent.labels:
+                    workloads[e.prefix[:-2]] = ent.labels["workload"]
+                if in_order and sh.scored:
+                    dets = e.dets
+                    for k, j in enumerate(sh.scored):
+                        v = vs[j]
+                        if v is None:
+                            continue
+                        det = dets[k]
+                        if det is None:
+                            det = dets[k] = new_detector(self.detector_name)
+                        x["value"] = v
+                        score = det.score_one(x, t=ts)
+                        if score > threshold:
+                            a = anomaly(e.prefix + sh.names[j], node=node, ts=ts_dt, value=v, baseline=det.baseline,
+                                        score=score, threshold=threshold, detector=self.detector_label,
+                                        workloads=workloads)
+                            anomalies.append(a)
+                            if rstate is not None:
+                                transitions.extend(engine.observe_anomaly(a, state=rstate))  # type: ignore[union-attr]
+                        det.learn_one(x, t=ts)
+                if rstate is not None:
+                    if fast_rules:
+                        if sh.rules:
+                            got = observe_planned(sh.rules, e.prefix, ent.labels, metrics, ts, rstate)
+                            if got:
+                                transitions += got
+                    else:
+                        transitions.extend(engine.observe_entity(ent, ts_dt, state=rstate))  # type: ignore[union-attr]
+            if rstate is not None and len(rstate):
+                transitions.extend(engine.tick(ts_dt, state=rstate))  # type: ignore[union-attr]
+        if offset >= 0:
+            st.offset = offset
+        if in_order:
+            st.last_ts = ts
+        if slots:
+            vals = np.full(st.width, _NAN)
+            vals[np.array(slots, dtype=np.intp)] = [_NAN if v is None else v for v in values]
+            out.late_dropped = w.fold(ts, vals)
+        self._close(st, ts, out)
+        self._absent(st, ts, out, {gid for gid, _ in grouped})
+        st.dirty = True
+        out.samples = samples
+        return out
+
+    def _close(self, st: NodeState, ts: float, out: Outputs) -> bool:
+        """Close the windows ``ts`` completes: public rollups to ``out.rollup_records``, partials to ``out.partials``."""
+        closed = st.windows.advance(ts, st.layout)
+        if not closed:
+            return False
+        partial_ids = st.partial_ids
+        node_id = f"{st.cluster}/-/node:{st.node}/-"
+        for key, value in closed:
+            if key in partial_ids:
+                out.partials.append(value)
+            else:
+                out.rollup_records.append((key, value))
+                if key == node_id:
+                    out.partials.append(value)
+        for g in st.groups.values():
+            g.dirty = True  # their panes moved on: the entries must say so
+        return True
+
+    def flush(self, st: NodeState) -> Outputs:
+        """Close every open window of a node about to be forgotten (its open hour included)."""
+        out = Outputs()
+        self._close(st, st.windows.event_time + HOUR_S + PANE_S + self.grace_s, out)
+        return out
+
+    def tick(self, st: NodeState, now: float) -> Outputs:
         """Move a silent node's event time to ``now`` (seconds): close its windows, let its alerts go stale.
 
         The worker calls this for a node that sent nothing while its partition's
-        event time moved on (see ``streams.app``): without it a node that went
+        event time moved on (see ``streams.scrapes``): without it a node that went
         away would keep its last windows open and its alerts firing forever.
         Rollups and transitions come out as from :meth:`process`, with the
         times the data gives them (a stale alert resolves at ``last seen +
@@ -238,151 +619,20 @@ class Pipeline:
         late.
         """
         out = Outputs()
-        w = state.windows
-        before = (w.event_time, len(w.open), len(w.closed))
-        out.rollup_records = w.advance(now, node=state.key.split("/", 1)[-1])
-        changed = before != (w.event_time, len(w.open), len(w.closed))
+        changed = self._close(st, now, out)
         if self.engine is not None:
-            if state.rules is None or isinstance(state.rules, bytes):
-                self.attach(state)
-            rstate = state.rules
-            was_dirty, rstate.dirty = rstate.dirty, False
-            out.transitions = self.engine.tick(datetime.fromtimestamp(now, UTC), state=rstate)
-            changed = changed or rstate.dirty or bool(out.transitions)
-            rstate.dirty = rstate.dirty or was_dirty
-        out.changed = changed
-        return out
-
-    def process(self, state: NodeState, scrape: NodeScrape, *, offset: int = -1) -> Outputs:
-        out = Outputs()
-        if offset >= 0:
-            if offset <= state.offset:
-                out.replayed = True
-                return out
-            state.offset = offset
-        ts_dt = scrape.timestamp
-        ts = ts_dt.timestamp()
-        node = scrape.node
-        w = state.windows
-        in_order = ts > state.last_ts
-        if in_order:
-            state.last_ts = ts
-        detectors = state.detectors
-        cache = state.entities
-        gen = w.generation
-        threshold = self.threshold
-        engine = self.engine
-        if engine is not None and (state.rules is None or isinstance(state.rules, bytes)):
-            self.attach(state)
-        rstate = state.rules
-        fast_rules = engine is not None and hasattr(engine, "entity_rules")
-        anomalies = out.anomalies
-        transitions = out.transitions
-        workloads = w.workloads
-        shapes = self._shapes
-        slots: list[int] = []
-        values: list[float | None] = []
-        samples = 0
-        x: dict[str, float] = {}
-        # Aggregates of pod usage (sum over the node's pods, per workload and namespace).
-        agg: dict[str, float] = {}
-        c = scrape.cluster
-        n_entities = 0
-        for ent in entities(scrape):
-            n_entities += 1
-            metrics = ent.metrics
-            kind = ent.kind
-            sh = shapes.get((kind, len(metrics)))
-            if sh is None or sh.names[0] != metrics[0][0]:
-                sh = self._shape(kind, metrics)
-            prefix = ent.prefix
-            ec = cache.get(prefix)
-            if ec is None or ec.shape is not sh or ec.generation != gen:
-                ec = cache[prefix] = _EntityCache(sh, prefix, w, detectors)
-            vs = list(map(_second, metrics))
-            nones = vs.count(None)
-            samples += len(vs) - nones
-            if sh.win:
-                slots += ec.slots
-                values += sh.win_get(vs)
-            if in_order and sh.scored:
-                dets = ec.dets
-                for k, j in enumerate(sh.scored):
-                    v = vs[j]
-                    if v is None:
-                        continue
-                    det = dets[k]
-                    if det is None:
-                        sid = ec.sids[k]
-                        det = detectors.get(sid)
-                        if det is None:
-                            det = detectors[sid] = new_detector(self.detector_name)
-                        dets[k] = det
-                    x["value"] = v
-                    score = det.score_one(x, t=ts)
-                    if score > threshold:
-                        anomalies.append(
-                            anomaly(ec.sids[k], node=node, ts=ts_dt, value=v, baseline=det.baseline, score=score,
-                                    threshold=threshold, detector=self.detector_label, workloads=workloads)
-                        )
-                    det.learn_one(x, t=ts)
-            if kind == "pod":
-                labels = ent.labels
-                wl = labels.get("workload")
-                if wl:
-                    # Keyed ``cluster/namespace/pod/`` as the rollups and anomalies look it up (the
-                    # entity prefix ends in the pod's "-/" container slot).
-                    workloads[prefix[:-2]] = wl
-                ns = labels["namespace"]
-                for j, field_ in ((sh.pod_cpu, "cpu_cores"), (sh.pod_mem, "memory_working_set_bytes")):
-                    v = vs[j] if j >= 0 else None
-                    if v is None:
-                        continue
-                    agg[field_] = agg.get(field_, 0.0) + v
-                    k = f"{c}/{ns}/-/node:{node}/namespace.{field_}"
-                    agg[k] = agg.get(k, 0.0) + v
-                    if wl:
-                        k = f"{c}/{ns}/workload:{wl}/node:{node}/workload.{field_}"
-                        agg[k] = agg.get(k, 0.0) + v
-            if engine is not None and in_order:
-                if fast_rules:
-                    if sh.rules:
-                        got = observe_planned(sh.rules, prefix, ent.labels, metrics, ts, rstate)
-                        if got:
-                            transitions += got
-                else:
-                    transitions.extend(engine.observe_entity(ent, ts_dt, state=rstate))
-        if agg:
-            node_prefix = f"{c}/-/node:{node}/-/node.pods_"
-            alloc = scrape.node_stats.allocatable
-            slot = w.slot
-            for field_, total in agg.items():
-                if "/" in field_:
-                    slots.append(slot(field_))
-                    values.append(total)
+            when = datetime.fromtimestamp(now, UTC)
+            for g in st.groups.values():
+                rstate = self._rules_of(g)
+                if not len(rstate):
                     continue
-                slots.append(slot(node_prefix + field_))
-                values.append(total)
-                capacity = alloc.cpu_cores if field_ == "cpu_cores" else alloc.memory_bytes
-                if capacity:
-                    name = "cpu_allocatable_share" if field_ == "cpu_cores" else "memory_allocatable_share"
-                    slots.append(slot(node_prefix + name))
-                    values.append(total / capacity)
-        late = 0
-        if w.is_late(ts):
-            late = samples  # the whole scrape is past its window's grace: every sample is dropped, and counted
-        elif slots:
-            vals = np.array([_NAN if v is None else v for v in values], dtype=float) if None in values \
-                else np.array(values, dtype=float)
-            w.add_many(ts, np.array(slots, dtype=np.intp), vals)
-        if engine is not None and in_order:
-            for a in anomalies:
-                transitions.extend(engine.observe_anomaly(a, state=rstate))
-            transitions.extend(engine.tick(ts_dt, state=rstate))
-        out.rollup_records = w.advance(ts, node=node)
-        if w.generation != gen or len(cache) > 2 * n_entities + 64:
-            # Slots were renumbered, or many cached entities are gone (pods deleted): rebuild on the next scrape.
-            cache.clear()
-        out.samples = samples
-        out.late_dropped = late
+                was_dirty, rstate.dirty = rstate.dirty, False
+                got = self.engine.tick(when, state=rstate)
+                if got or rstate.dirty:
+                    out.transitions += got
+                    g.dirty = changed = True
+                rstate.dirty = rstate.dirty or was_dirty
+        if changed:
+            st.dirty = True
+        out.changed = changed
         return out

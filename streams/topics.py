@@ -20,7 +20,6 @@ from models.records import (
     Notification,
     AlertGroupState,
     Record,
-    Rollup,
     Silence,
 )
 
@@ -76,7 +75,8 @@ SILENCES = TopicSpec("kubepulse.silences.v1", "silences", Silence, "silence id",
 ALERT_GROUPS = TopicSpec("kubepulse.alertgroups.v1", "alertgroups", AlertGroupState, "receiver|group key", compacted=True)
 # Internal to the worker (streams.aggregates): per-node partial rollups re-keyed by cluster. Not in TOPICS
 # (nothing indexes it); the worker declares it.
-AGGREGATES_REPARTITION = TopicSpec("kubepulse.aggregates-repartition.v1", "aggregates-repartition", Rollup, "cluster")
+AGGREGATES_REPARTITION = TopicSpec("kubepulse.aggregates-repartition.v1", "aggregates-repartition", EntityRollup,
+                                   "cluster")
 
 TOPICS: tuple[TopicSpec, ...] = (
     METRICS, EVENTS, QUOTAS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS, SILENCES, ALERT_GROUPS,

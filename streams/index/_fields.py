@@ -429,7 +429,7 @@ def _label(name: str) -> Callable[[dict[str, Any]], Any]:
 KIND_FIELDS: dict[str, list[Entry]] = {
     "events": [
         # The event's time is when it was last seen; an Event with neither
-        # time gets the indexing time (see streams._documents).
+        # time gets the indexing time (see streams.index._documents).
         Derived("@timestamp", DATE, _event_time, "last_seen, else first_seen"),
         Field("orchestrator.cluster.name", KEYWORD, "cluster"),
         Derived("event.kind", KEYWORD, _const("event")),
@@ -469,7 +469,7 @@ KIND_FIELDS: dict[str, list[Entry]] = {
     "quotas": [
         # One document per resource of the quota: the paths are from that
         # resource's view of the record, where ``hard`` and ``used`` are the
-        # resource's numbers (``streams._documents`` builds the views).
+        # resource's numbers (``streams.index._documents`` builds the views).
         Field("@timestamp", DATE, "timestamp"),
         Field("orchestrator.cluster.name", KEYWORD, "cluster"),
         Field("kubernetes.namespace", KEYWORD, "namespace"),

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from kubepulse._cli_streams import create_topics
 from models.codec import decode
-from models.records import NodeSample, NodeScrape, PodSample, Resources, Rollup
+from models.codec import decode_list
+from models.records import EntityRollup, NodeSample, NodeScrape, PodSample, Resources
 from models.settings import load_settings
 from streams.topics import AGGREGATES_REPARTITION, METRICS, ROLLUPS
 from tests.kafkautil import new_run_id, produce
@@ -43,46 +44,47 @@ async def test_two_nodes_give_one_cluster_wide_workload_namespace_and_cluster_ro
         # Four minutes of scrapes every 15 s from both nodes, interleaved as collectors would send them.
         await produce(settings, METRICS.named(settings.kafka.topic_prefix),
                       [(f"{cluster}/{n}", scrape(cluster, n, i)) for i in range(17) for n in ("n1", "n2")])
-        wide = f"{cluster}/-/-/-/cluster.pods_cpu_cores"
-        expected_ids = {f"{cluster}/shop/workload:web/-/workload.cpu_cores", f"{cluster}/shop/-/-/namespace.cpu_cores",
-                        wide, f"{cluster}/-/-/-/cluster.cpu_allocatable_share"}
+        wide, wl_id, ns_id = f"{cluster}/-/-/-", f"{cluster}/shop/workload:web/-", f"{cluster}/shop/-/-"
 
-        def rollups(msgs: list) -> list[Rollup]:
-            return [decode(Rollup, v) for k, v in msgs if k and k.startswith(cluster + "/")]
+        def rollups(msgs: list) -> list[EntityRollup]:
+            return [decode(EntityRollup, v) for k, v in msgs if k and k.startswith(cluster + "/")]
 
         def done(msgs: list) -> bool:
             # Every first-minute rollup (they are spread over the topic's partitions), and the second minute's,
             # which closes later: a first-minute duplicate would have been published by then.
-            wide_ones = {(r.series_id, r.window_start) for r in rollups(msgs) if r.node is None and r.window == "1m"}
-            return {(sid, T0) for sid in expected_ids} | {(wide, T0 + timedelta(minutes=1))} <= wide_ones
+            got = {(r.entity_id, r.window_start) for r in rollups(msgs) if r.window == "1m"}
+            return {(e, T0) for e in (wide, wl_id, ns_id)} | {(wide, T0 + timedelta(minutes=1))} <= got
 
         msgs = await read_until(settings, ROLLUPS.named(settings.kafka.topic_prefix), done, timeout=60)
         got = rollups(msgs)
         assert done(msgs), worker.log()
-        first = {r.series_id: r for r in got if r.node is None and r.window == "1m" and r.window_start == T0}
-        partials = [r for r in got if r.node is not None and r.window == "1m" and r.window_start == T0]
-        assert expected_ids <= set(first), sorted(first)
-        for sid, level in zip(sorted(expected_ids), ("cluster", "cluster", "namespace", "workload"), strict=True):
-            r = first[sid]
-            assert (r.level, r.node, r.window_end) == (level, None, T0 + timedelta(minutes=1)), r
+        first = {r.entity_id: r for r in got if r.window == "1m" and r.window_start == T0}
+        for eid, kind in ((wide, "cluster"), (wl_id, "workload"), (ns_id, "namespace")):
+            assert (first[eid].kind, first[eid].node, first[eid].window_end) == (kind, None, T0 + timedelta(minutes=1))
         # Scrapes 0..3 are the first minute: n1 1,2,1,2 and n2 3,3,3,3.
-        wl = first[f"{cluster}/shop/workload:web/-/workload.cpu_cores"]
-        assert (wl.workload, wl.namespace, wl.mean, wl.sum, wl.last, wl.min, wl.max, wl.count) == \
+        wl = first[wl_id]
+        cpu = wl.metrics["workload.cpu_cores"]
+        assert (wl.workload, wl.namespace, cpu.mean, cpu.sum, cpu.last, cpu.min, cpu.max, cpu.count) == \
             ("web", "shop", 4.5, 18.0, 5.0, 4.0, 5.0, 2)
-        node_wl = [r for r in partials if r.metric == "workload.cpu_cores"]
-        assert sorted(r.node for r in node_wl) == ["n1", "n2"]
-        assert wl.sum == sum(r.sum for r in node_wl) and wl.mean == sum(r.mean for r in node_wl)
-        ns = first[f"{cluster}/shop/-/-/namespace.cpu_cores"]
+        assert wl.metrics["workload.pods"].last == 2.0
+        # The per-node partials travel on the internal topic only, and add up to the cluster-wide window.
+        repartition = await read_until(settings, AGGREGATES_REPARTITION.named(settings.kafka.topic_prefix),
+                                       lambda m: len(m) >= 2, timeout=30)
+        partials = [r for _, v in repartition for r in decode_list(EntityRollup, v)
+                    if r.entity_id.startswith(f"{cluster}/shop/workload:web/node:") and r.window_start == T0]
+        assert sorted(r.node for r in partials) == ["n1", "n2"]
+        assert cpu.sum == sum(r.metrics["workload.cpu_cores"].sum for r in partials)
+        assert not any("/node:" in r.entity_id and r.kind == "workload" for r in got), "no partial on rollups.v2"
+        ns = first[ns_id].metrics["namespace.cpu_cores"]
         assert (ns.mean, ns.sum, ns.count) == (4.5, 18.0, 2)
-        assert (first[wide].mean, first[wide].sum, first[wide].last) == (4.5, 18.0, 5.0)
-        mem = first[f"{cluster}/-/-/-/cluster.pods_memory_working_set_bytes"]
-        assert (mem.mean, mem.sum) == (4000.0, 16000.0)
+        c = first[wide].metrics
+        assert (c["cluster.cpu_cores"].mean, c["cluster.cpu_cores"].sum, c["cluster.cpu_cores"].last) == (4.5, 18.0, 5.0)
+        assert (c["cluster.memory_working_set_bytes"].mean, c["cluster.memory_working_set_bytes"].sum) == (4000.0, 16000.0)
         # Allocatable 4 + 8 cores: the cluster's pods use 4.5 of 12 on average.
-        assert first[f"{cluster}/-/-/-/cluster.cpu_allocatable_share"].mean == 4.5 / 12
+        assert c["cluster.cpu_allocatable_share"].mean == 4.5 / 12 and c["cluster.nodes"].last == 2.0
 
-        wide_keys = Counter((r.series_id, r.window, r.window_start) for r in got if r.node is None)
-        assert wide_keys and max(wide_keys.values()) == 1, [k for k, n in wide_keys.items() if n > 1]
-        assert any(w == "5m" for _, w, _ in wide_keys), sorted(wide_keys)
+        keys = Counter((r.entity_id, r.window, r.window_start) for r in got if r.node is None)
+        assert keys and max(keys.values()) == 1, [k for k, n in keys.items() if n > 1]
     finally:
         worker.stop()
 
@@ -111,10 +113,10 @@ async def test_a_worker_killed_mid_stream_leaves_every_cluster_window_exact(stac
     )
     await create_topics(settings)
     metrics, rollups_topic = METRICS.named(settings.kafka.topic_prefix), ROLLUPS.named(settings.kafka.topic_prefix)
-    wl = f"{cluster}/shop/workload:web/-/workload.cpu_cores"
+    wl = f"{cluster}/shop/workload:web/-"
 
-    def wide(msgs: list) -> list[tuple[bytes, Rollup]]:
-        return [(v, decode(Rollup, v)) for k, v in msgs if k == wl]
+    def wide(msgs: list) -> list[tuple[bytes, EntityRollup]]:
+        return [(v, decode(EntityRollup, v)) for k, v in msgs if k == wl]
 
     def minutes(msgs: list) -> set:
         return {r.window_start for _, r in wide(msgs) if r.window == "1m"}
@@ -141,9 +143,8 @@ async def test_a_worker_killed_mid_stream_leaves_every_cluster_window_exact(stac
             copies.setdefault((r.window, r.window_start), set()).add(raw)
         for (window, start), raws in sorted(copies.items()):
             assert len(raws) == 1, f"{window}@{start}: published twice with different values: {raws}"
-            r = decode(Rollup, next(iter(raws)))
+            cpu = decode(EntityRollup, next(iter(raws))).metrics["workload.cpu_cores"]
             # Every minute: n1 1,2,1,2 and n2 3,3,3,3 (both nodes' partials, none missing, none twice).
-            covered = (r.window_end - max(start, T0)) // timedelta(minutes=1)  # a 5m window of the first minutes holds fewer
-            assert (r.mean, r.sum, r.count) == (4.5, 18.0 * covered, 2), (window, start, r)
+            assert (cpu.mean, cpu.sum, cpu.count) == (4.5, 18.0, 2), (window, start, cpu)
     finally:
         w2.stop()

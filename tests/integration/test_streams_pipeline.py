@@ -14,7 +14,7 @@ import pytest
 from kubepulse._cli_streams import create_topics
 from models.codec import decode
 from models.records import (AlertTransition, Anomaly, DeadLetter, KubeEvent, NodeSample, NodeScrape, ObjectRef, PodSample,
-                            QuotaScrape, Rollup, Volume)
+                            QuotaScrape, EntityRollup, Volume)
 from models.settings import Settings, load_settings
 from streams.topics import ALERTS, ANOMALIES, DEADLETTER, EVENTS, METRICS, QUOTAS, ROLLUPS
 from tests.kafkautil import new_run_id, produce
@@ -61,24 +61,26 @@ async def alerts_of(settings: Settings, worker: Worker, node_or_pod: str, done: 
     return out
 
 
-async def test_rollups_of_one_and_five_minutes_are_exact(e2e: tuple[Settings, Worker]) -> None:
+async def test_rollups_of_one_minute_and_one_hour_are_exact(e2e: tuple[Settings, Worker]) -> None:
     settings, worker = e2e
-    cpus = [1.0, 2.0, 3.0, 4.0, 0.5, 0.5, 0.5, 0.5] + [1.0] * 16 + [9.0]  # 6 minutes, then one scrape to close them
+    cpus = [1.0, 2.0, 3.0, 4.0] + [0.5 + (i % 7) / 10 for i in range(4 * 59)] + [9.0]  # an hour, then one to close it
     await produce(settings, METRICS.named(settings.kafka.topic_prefix), [("c1/roll", node_scrape("roll", i, c)) for i, c in enumerate(cpus)])
-    sid = "c1/-/node:roll/-/node.cpu_cores"
+    eid = "c1/-/node:roll/-"
 
     def rollups(msgs: list) -> dict:
-        return {(r.window, r.window_start): r for r in (decode(Rollup, v) for k, v in msgs if k == sid)}
+        return {(r.window, r.window_start): r for r in (decode(EntityRollup, v) for k, v in msgs if k == eid)}
 
-    msgs = await read_until(settings, ROLLUPS.named(settings.kafka.topic_prefix), lambda m: len(rollups(m)) >= 12, timeout=60)
+    msgs = await read_until(settings, ROLLUPS.named(settings.kafka.topic_prefix), lambda m: ("1h", T0) in rollups(m), timeout=90)
     got = rollups(msgs)
     first = got[("1m", T0)]
-    assert (first.min, first.max, first.mean, first.last, first.sum, first.count) == (1.0, 4.0, 2.5, 4.0, 10.0, 4)
-    assert (first.level, first.node, first.window_end) == ("series", "roll", T0 + timedelta(minutes=1))
-    # The 5-minute window ending at minute 5 holds minutes 0-4: 4 + 4 + 12 samples.
-    five = got[("5m", T0)]
-    assert (five.min, five.max, five.count, five.sum, five.window_end) == (0.5, 4.0, 20, 10.0 + 2.0 + 12.0, T0 + timedelta(minutes=5))
-    assert five.mean == pytest.approx(24.0 / 20)
+    cpu = first.metrics["node.cpu_cores"]
+    assert (cpu.min, cpu.max, cpu.mean, cpu.last, cpu.sum, cpu.count) == (1.0, 4.0, 2.5, 4.0, 10.0, 4)
+    assert (first.kind, first.node, first.window_end) == ("node", "roll", T0 + timedelta(minutes=1))
+    assert len([k for k in got if k[0] == "1m"]) == 60
+    hour = got[("1h", T0)].metrics["node.cpu_cores"]
+    hour_values = cpus[:240]
+    assert (hour.min, hour.max, hour.count, hour.last) == (0.5, 4.0, 240, hour_values[-1])
+    assert hour.sum == pytest.approx(sum(hour_values)) and hour.mean == pytest.approx(sum(hour_values) / 240)
 
 
 async def test_a_threshold_with_for_fires_after_the_for_duration_and_then_resolves(e2e: tuple[Settings, Worker]) -> None:

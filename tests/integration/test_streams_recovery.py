@@ -18,7 +18,7 @@ from aiokafka.partitioner import murmur2
 
 from kubepulse._cli_streams import create_topics
 from models.codec import decode
-from models.records import AlertTransition, NodeSample, NodeScrape, Rollup
+from models.records import AlertTransition, EntityRollup, NodeSample, NodeScrape
 from models.settings import Settings, load_settings
 from streams.topics import ALERTS, METRICS, ROLLUPS
 from tests.kafkautil import new_run_id, produce
@@ -83,13 +83,14 @@ def assert_each_transition_once(ts: list[AlertTransition], *logs: str) -> None:
 
 def node_rollups(msgs: list, node: str) -> dict[datetime, list[tuple]]:
     """Window start → every (min, max, sum, count) published for the node's 1-minute CPU window, duplicates included."""
-    sid = f"c1/-/node:{node}/-/node.cpu_cores"
+    eid = f"c1/-/node:{node}/-"
     out: dict[datetime, list[tuple]] = {}
     for k, v in msgs:
-        if k == sid:
-            r = decode(Rollup, v)
+        if k == eid:
+            r = decode(EntityRollup, v)
             if r.window == "1m":
-                out.setdefault(r.window_start, []).append((r.min, r.max, r.sum, r.count))
+                cpu = r.metrics["node.cpu_cores"]
+                out.setdefault(r.window_start, []).append((cpu.min, cpu.max, cpu.sum, cpu.count))
     return out
 
 
@@ -173,7 +174,7 @@ async def test_a_worker_stopped_with_sigterm_checkpoints_and_commits_so_its_succ
     assert_each_transition_once(ts, second.log())
     assert node_rollups(rollups, "term") == {start: [v] for start, v in EXPECTED_MINUTES.items()}
     # No output of any series twice: the successor replayed nothing.
-    keys = Counter((k, decode(Rollup, v).window, decode(Rollup, v).window_start) for k, v in rollups)
+    keys = Counter((k, decode(EntityRollup, v).window, decode(EntityRollup, v).window_start) for k, v in rollups)
     assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1]
 
 

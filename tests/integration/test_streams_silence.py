@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kubepulse._cli_streams import create_topics
 from models.codec import decode
-from models.records import AlertTransition, KubeEvent, NodeSample, NodeScrape, ObjectRef, Rollup
+from models.records import AlertTransition, EntityRollup, KubeEvent, NodeSample, NodeScrape, ObjectRef
 from models.settings import load_settings
 from streams.topics import ALERTS, EVENTS, METRICS, ROLLUPS
 from tests.kafkautil import new_run_id, produce
@@ -78,15 +78,17 @@ async def test_a_silent_node_is_closed_resolved_and_forgotten_by_its_partitions_
         assert alerts_of(msgs, "node", "alive") == []
 
         # gone's last minute (T0+60..120 s, 4 scrapes) had no scrape of its own after it to close it.
-        sid = "c1/-/node:gone/-/node.cpu_cores"
+        eid = "c1/-/node:gone/-"
 
         def gone_rollups(m: list) -> dict:
-            return {(r.window, r.window_start): r for r in (decode(Rollup, v) for k, v in m if k == sid)}
+            return {(r.window, r.window_start): r for r in (decode(EntityRollup, v) for k, v in m if k == eid)}
 
         rolls = gone_rollups(await read_until(settings, ROLLUPS.named(settings.kafka.topic_prefix),
-                                              lambda m: ("1m", T0 + timedelta(minutes=1)) in gone_rollups(m)))
+                                              lambda m: ("1h", T0) in gone_rollups(m)))
         last = rolls[("1m", T0 + timedelta(minutes=1))]
-        assert (last.count, last.max, last.window_end) == (4, 3.0, T0 + timedelta(minutes=2))
+        cpu = last.metrics["node.cpu_cores"]
+        assert (cpu.count, cpu.max, last.window_end) == (4, 3.0, T0 + timedelta(minutes=2))
+        assert rolls[("1h", T0)].metrics["node.cpu_cores"].count == 8, "its open hour was published when it was forgotten"
 
         # Forgotten past the TTL: the table's changelog ends with a tombstone for gone, not for alive.
         changelog = f"{settings.kafka.consumer_group}-node_to_state-changelog"
@@ -96,7 +98,7 @@ async def test_a_silent_node_is_closed_resolved_and_forgotten_by_its_partitions_
 
         log = await read_until(settings, changelog, lambda m: last_values(m).get("c1/gone", b"") is None, timeout=60)
         final = last_values(log)
-        assert final["c1/gone"] is None, w2.log()
-        assert final["c1/alive"], "the node that kept sending is still in the table"
+        assert final["c1/gone"] is None and final["c1/gone\x1f"] is None, w2.log()
+        assert final["c1/alive"] and final["c1/alive\x1f"], "the node that kept sending is still in the table"
     finally:
         w2.stop()
