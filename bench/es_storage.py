@@ -2,13 +2,15 @@
 
 Simulates ``--nodes`` nodes (``--pods`` pods of ``--containers`` containers
 each) scraped every 15 s for ``--hours`` hours, turns every scrape into its
-metrics documents and every hour of scrapes into the ``kubepulse.rollups.v2``
-records a worker publishes for it (``streams._samples.entity_rollups``, 1m and
-1h windows), and indexes the documents the indexer would write (the default
-``elasticsearch.rollups``: which windows and entity kinds are indexed) into
-throwaway indices under their own prefix, with kubepulse's templates. Then
-``streams.index.storage_report``: every index force-merged into one segment,
-documents and primary bytes per kind, and per sample.
+metrics documents and, through the worker's own windows (``streams.pipeline``,
+no rules or detectors: they do not change what is stored) and cluster sums
+(``streams.aggregates.ClusterAggregator``), into the ``kubepulse.rollups.v2``
+records the worker publishes for them, 1m and 1h, and indexes the documents
+the indexer would write (the default ``elasticsearch.rollups``: which windows
+and entity kinds are indexed) into throwaway indices under their own prefix,
+with kubepulse's templates. Then ``streams.index.storage_report``: every index
+force-merged into one segment, documents and primary bytes per kind, and per
+sample.
 
 A sample is what the worker counts: every non-null metric of every entity of
 every scrape. Budgets (DESIGN.md): raw + rollups <= 40 bytes per sample;
@@ -39,7 +41,9 @@ from elasticsearch import helpers  # noqa: E402
 from collectors.simulator import Fleet  # noqa: E402
 from models.series import entities  # noqa: E402
 from models.settings import Settings, load_settings  # noqa: E402
-from streams._samples import RollupBuilder  # noqa: E402
+from models.records import EntityRollup  # noqa: E402
+from streams.aggregates import ClusterAggregator  # noqa: E402
+from streams.pipeline import Pipeline  # noqa: E402
 from streams.index import (  # noqa: E402
     INDEX_KINDS,
     async_client,
@@ -83,6 +87,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     fleet = Fleet(clusters=args.clusters, nodes_per_cluster=args.nodes, pods_per_node=args.pods, containers_per_pod=args.containers,
                   seed=args.seed, incidents="none")
     rollups_config = settings.elasticsearch.rollups
+    # Windows only: detectors and rules add CPU, not documents (anomalies and alerts are a few per day).
+    pipeline = Pipeline(settings.model_copy(update={"streams": settings.streams.model_copy(update={"scored_metrics": []})}))
+    states: dict[str, object] = {}
+    clusters: dict[str, ClusterAggregator] = {}
     samples = scrapes = 0
     cpu0 = time.process_time()
     started = time.perf_counter()
@@ -90,21 +98,32 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         steps_per_hour = 3600 // INTERVAL_S
 
-        def hour_of(hour: int, rollups: RollupBuilder):  # noqa: ANN202 - a generator of records
+        def rollups_of(cluster: str, o: object) -> list[EntityRollup]:
+            agg = clusters.setdefault(cluster, ClusterAggregator(cluster, grace_s=settings.streams.window_grace_s))
+            sums = [r for p in o.partials for r in agg.add(EntityRollup.model_validate_json(p))]  # type: ignore[attr-defined]
+            return [*o.rollups, *sums]  # type: ignore[attr-defined]
+
+        def hour_of(hour: int):  # noqa: ANN202 - a generator of records
             nonlocal samples, scrapes
             for step in range(steps_per_hour):
                 out, _, _ = fleet.step(T0 + timedelta(seconds=(hour * steps_per_hour + step) * INTERVAL_S))
                 scrapes += len(out)
-                samples += sum(1 for s in out for e in entities(s) for _, v in e.metrics if v is not None)
-                rollups.add(out)
-                yield from out
-            # The hour's scrapes close its 1m windows and its 1h window: the rollups a worker publishes for it.
-            yield from rollups.records()
+                for s in out:
+                    samples += sum(1 for e in entities(s) for _, v in e.metrics if v is not None)
+                    st = states.setdefault(s.key, pipeline.new_state(s.key))
+                    yield s
+                    yield from rollups_of(s.cluster, pipeline.process(st, s))
+            if hour == args.hours - 1:
+                # The end of the run: the last hour's open windows close as a forgotten node's do.
+                for key, st in states.items():
+                    yield from rollups_of(key.split("/", 1)[0], pipeline.flush(st))
+                for agg in clusters.values():
+                    yield from agg.flush()
 
         for hour in range(args.hours):
             actions = (
                 {"_op_type": "index", "_index": index_name(prefix, d.kind, d.day), "_id": d.id, "_source": d.body}
-                for r in hour_of(hour, RollupBuilder())
+                for r in hour_of(hour)
                 for d in documents_for(r, rollups=rollups_config)
             )
             for ok, item in helpers.streaming_bulk(client, actions, chunk_size=2000, raise_on_error=False):

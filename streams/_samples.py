@@ -3,9 +3,10 @@
 Every optional field is populated, so a document built from these records
 carries every field of its mapping: the tests use that to prove the table in
 ``streams.index`` and the documents agree. :func:`entity_rollups` turns node
-scrapes into the ``kubepulse.rollups.v2`` records a worker publishes for them,
-for tests and benchmarks of what is stored (not a second implementation of the
-worker: its cluster-wide sums are plain sums per scrape time).
+scrapes into ``kubepulse.rollups.v2`` records shaped like the worker's, with
+statistics a test can recompute from the samples (not a second implementation
+of the worker: its cluster-wide sums are plain sums per scrape time, and every
+window is closed).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from models.records import (
 from models.series import AGGREGATE_METRICS, METRICS, entities
 from models.settings import StreamsSettings
 
-__all__ = ["full_records", "full_rollups", "node_scrape", "entity_rollups", "RollupBuilder"]
+__all__ = ["full_records", "full_rollups", "node_scrape", "entity_rollups"]
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -379,12 +380,9 @@ def _points(scrapes: list[NodeScrape], wanted: Callable[[str], bool]) -> Iterabl
                     yield s.timestamp, e.kind, eid, ident, metric, float(v)
 
 
-class RollupBuilder:
-    """Accumulates node scrapes (in time order, each scrape time in one :meth:`add`) into their ``EntityRollup``s.
-
-    Holds running statistics per entity, window and metric, not the samples, so a benchmark can feed it
-    hours of a fleet step by step.
-    """
+class _RollupBuilder:
+    """Accumulates node scrapes (each scrape time in one :meth:`add`) into their ``EntityRollup``s: running
+    statistics per entity, window and metric, not the samples."""
 
     def __init__(self, *, windows: Collection[str] = ("1m", "1h"), windowed_metrics: Collection[str] | None = None) -> None:
         self._wanted = _windowed(StreamsSettings().windowed_metrics if windowed_metrics is None else windowed_metrics)
@@ -431,6 +429,6 @@ def entity_rollups(
     every entity), by default that setting's default; the cluster-wide sums are always there. Sorted by
     window, window start and entity id.
     """
-    builder = RollupBuilder(windows=windows, windowed_metrics=windowed_metrics)
+    builder = _RollupBuilder(windows=windows, windowed_metrics=windowed_metrics)
     builder.add(scrapes)
     return builder.records()
