@@ -21,6 +21,7 @@ import datetime as dt
 import types
 import typing
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Annotated, Any, get_args, get_origin
 
 import annotated_types as at
@@ -32,6 +33,9 @@ __all__ = ["struct_for", "fast_decoder"]
 
 _MAX = 1.7976931348623157e308
 """A finite float lies within +-_MAX: these bounds reject inf and NaN, as ``allow_inf_nan=False`` does."""
+
+NO_SLASH = r"^[^/]+$"
+"""``models.records.Segment``'s pattern: checked by a plain ``"/" in s`` after decoding, not a regex."""
 
 _structs: dict[type[BaseModel], type[msgspec.Struct]] = {}
 
@@ -56,7 +60,8 @@ def _meta(items: list[Any]) -> tuple[dict[str, Any], bool]:
             finite = finite or m.allow_inf_nan is False
             known = True
         if getattr(m, "pattern", None) is not None:
-            kw["pattern"] = m.pattern
+            if m.pattern != NO_SLASH:  # that one is checked after decoding: a regex per string costs 40 %
+                kw["pattern"] = m.pattern
             known = True
         if not known:
             raise TypeError(f"no fast equivalent of the constraint {m!r}")
@@ -128,6 +133,67 @@ def struct_for(model: type[BaseModel]) -> type[msgspec.Struct]:
     return struct
 
 
+def _unwrap(tp: Any) -> tuple[Any, bool, str | None]:
+    """``(innermost type, is a list of it, pattern)`` of a field annotation (Optional and Annotated peeled)."""
+    pattern = None
+    is_list = False
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            base, *extra = get_args(tp)
+            for m in extra:
+                for x in (m.metadata if isinstance(m, FieldInfo) else [m]):
+                    pattern = getattr(x, "pattern", None) or pattern
+            tp = base
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp, is_list, pattern
+            tp = args[0]
+        elif origin is list:
+            tp, is_list = get_args(tp)[0], True
+        else:
+            return tp, is_list, pattern
+
+
+def _slash_check(model: type[BaseModel]) -> Callable[[Any], bool] | None:
+    """A function telling whether a decoded ``model`` holds a ``/`` where :data:`NO_SLASH` forbids one (None: nowhere)."""
+    names: list[str] = []
+    subs: list[tuple[str, Callable[[Any], bool], bool]] = []
+    for name, f in model.model_fields.items():
+        ann = Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+        base, is_list, pattern = _unwrap(ann)
+        if pattern == NO_SLASH and not is_list:
+            names.append(name)
+        elif isinstance(base, type) and issubclass(base, BaseModel):
+            sub = _slash_check(base)
+            if sub is not None:
+                subs.append((name, sub, is_list))
+    if not names and not subs:
+        return None
+
+    get_names = attrgetter(*names) if len(names) > 1 else (lambda o, n=names[0]: (getattr(o, n),)) if names else None
+
+    def holds_slash(obj: Any) -> bool:
+        if get_names is not None:
+            for v in get_names(obj):
+                if v is not None and "/" in v:
+                    return True
+        for n, sub, is_list in subs:
+            v = getattr(obj, n)
+            if v is None:
+                continue
+            if is_list:
+                for item in v:
+                    if sub(item):
+                        return True
+            elif sub(v):
+                return True
+        return False
+
+    return holds_slash
+
+
 def fast_decoder(model: type[BaseModel]) -> Callable[[bytes], Any]:
     """``decode(data)``: a struct with the model's fields and properties, or the model's own ValidationError.
 
@@ -145,14 +211,18 @@ def fast_decoder(model: type[BaseModel]) -> Callable[[bytes], Any]:
         For further information visit https://errors.pydantic.dev/2.14/v/string_type
     """
     decoder = msgspec.json.Decoder(struct_for(model))
+    holds_slash = _slash_check(model)
 
     def decode(data: bytes) -> Any:
         try:
-            return decoder.decode(data)
+            got = decoder.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError):
-            # The contract's own validation: its error (the reason a dead letter carries), or, were the
-            # fast decoder ever stricter than the model, the record itself.
-            return model.model_validate_json(data)
+            got = None
+        if got is not None and (holds_slash is None or not holds_slash(got)):
+            return got
+        # The contract's own validation: its error (the reason a dead letter carries), or, were the
+        # fast decoder ever stricter than the model, the record itself.
+        return model.model_validate_json(data)
 
     return decode
 

@@ -69,6 +69,11 @@ SCHEMA_VERSION = 1
 
 Name = Annotated[str, Field(min_length=1, max_length=253)]
 """A Kubernetes object or cluster name: required, never empty."""
+Segment = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^/]+$")]
+"""A name that becomes one slot of series and entity ids (``cluster/namespace/pod/container``): no ``/``
+(Kubernetes forbids it in these names; a cluster name is kubepulse's own and must follow suit)."""
+LongId = Annotated[str, Field(min_length=1, max_length=1024)]
+"""An id built from several names (cluster, namespace, pod, container): longer than any one name may be."""
 Count = Annotated[int, Field(ge=0)]
 Bytes = Annotated[int, Field(ge=0)]
 Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -120,7 +125,7 @@ class Interface(_Part):
     (a restarted container or rebooted node), never negative.
     """
 
-    name: Name
+    name: Segment
     rx_bytes_total: Count | None = None
     tx_bytes_total: Count | None = None
     rx_errors_total: Count | None = None
@@ -134,7 +139,7 @@ class Interface(_Part):
 class Volume(Filesystem):
     """A pod volume (``VolumeStats``), with its PersistentVolumeClaim if any."""
 
-    name: Name
+    name: Segment
     pvc_name: str | None = None
 
 
@@ -180,7 +185,7 @@ class _Utilisation(_Part):
 class ContainerSample(_Usage, _Utilisation):
     """One container in one scrape."""
 
-    name: Name
+    name: Segment
     requests: Resources = Field(default_factory=Resources)
     limits: Resources = Field(default_factory=Resources)
     rootfs: Filesystem | None = None
@@ -193,8 +198,8 @@ class ContainerSample(_Usage, _Utilisation):
 class PodSample(_Usage, _Utilisation):
     """One pod in one scrape, joined with its spec (requests, limits, owner)."""
 
-    namespace: Name
-    name: Name
+    namespace: Segment
+    name: Segment
     uid: str = ""
     workload_kind: str | None = None
     """Deployment, StatefulSet, DaemonSet, Job, CronJob (resolved via ReplicaSet/Job)."""
@@ -230,8 +235,8 @@ class NodeScrape(Record):
     the per-message cost is paid once per node, not once per sample.
     """
 
-    cluster: Name
-    node: Name
+    cluster: Segment
+    node: Segment
     timestamp: AwareDatetime
     source: Literal["summary", "metrics.k8s.io", "simulator"] = "summary"
     node_stats: NodeSample = Field(default_factory=NodeSample)
@@ -258,7 +263,7 @@ class ObjectRef(_Part):
 class KubeEvent(Record):
     """One core/v1 Event as the API server reports it."""
 
-    cluster: Name
+    cluster: Segment
     uid: Name
     namespace: str
     name: Name
@@ -302,9 +307,9 @@ class QuotaScrape(Record):
     A resource in ``hard`` with no ``used`` entry has not been counted yet.
     """
 
-    cluster: Name
-    namespace: Name
-    name: Name
+    cluster: Segment
+    namespace: Segment
+    name: Segment
     timestamp: AwareDatetime
     source: Literal["kubernetes", "simulator"] = "kubernetes"
     hard: dict[Name, Quantity] = Field(default_factory=dict)
@@ -324,8 +329,6 @@ ENTITY_KINDS = ("node", "node_interface", "pod", "pod_interface", "container", "
 """What an :class:`EntityRollup` can be about: the entities of a node scrape, and the cluster-wide sums."""
 EntityKind = Literal["node", "node_interface", "pod", "pod_interface", "container", "volume", "workload",
                      "namespace", "cluster"]
-LongId = Annotated[str, Field(min_length=1, max_length=1024)]
-"""An id built from several names (cluster, namespace, pod, container): longer than any one name may be."""
 
 
 class MetricStats(_Part):
@@ -375,7 +378,7 @@ class EntityRollup(Record):
     schema_version: Literal[2] = 2
     entity_id: LongId
     kind: EntityKind
-    cluster: Name
+    cluster: Segment
     node: str | None = None
     namespace: str | None = None
     workload: str | None = None
@@ -404,8 +407,8 @@ class EntityRollup(Record):
 class Anomaly(Record):
     """A point whose anomaly score crossed the configured threshold."""
 
-    series_id: Name
-    cluster: Name
+    series_id: LongId
+    cluster: Segment
     node: str | None = None
     namespace: str | None = None
     workload: str | None = None
@@ -487,7 +490,7 @@ class Incident(Record):
 
     incident_id: Name
     kind: Literal["cpu_spike", "memory_leak", "network_storm", "disk_fill", "crash_loop", "node_memory_pressure"]
-    cluster: Name
+    cluster: Segment
     node: str | None = None
     namespace: str | None = None
     pod: str | None = None

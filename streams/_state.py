@@ -229,6 +229,16 @@ class KeyedState:
         self.clocks.reset()
 
 
+def _lag(rt: Runtime, msg: Any) -> None:
+    """``kubepulse_stream_consumer_lag``: records of the message's partition behind it (0: caught up)."""
+    try:
+        highwater = rt.app.consumer.highwater(msg.tp)
+    except Exception:  # noqa: BLE001 - not known yet (just assigned): nothing to report
+        return
+    if highwater is not None:
+        M.CONSUMER_LAG.labels(msg.topic, str(msg.partition)).set(max(0, highwater - msg.offset - 1))
+
+
 class Checkpointer:
     """Holds finished messages until the state that includes them is written, then acks them (see the module doc)."""
 
@@ -298,6 +308,7 @@ class Checkpointer:
                     log.exception("%s: message at %s[%s]@%s failed", name, msg.topic, msg.partition, msg.offset)
                     rt.dead_letter(exc, stage=stage, message=msg)
                 self.end(event, generation)
+                _lag(rt, msg)
                 await rt.outbox.drain()
 
         agent.__doc__ = doc
