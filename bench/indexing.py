@@ -35,9 +35,7 @@ from elasticsearch import helpers  # noqa: E402
 from models.codec import encode  # noqa: E402
 from models.records import NodeScrape  # noqa: E402
 from models.settings import Settings, load_settings  # noqa: E402
-from streams._documents import documents_for, index_name  # noqa: E402
-from streams._es import async_client, install_templates, sync_client  # noqa: E402
-from streams._mappings import KINDS  # noqa: E402
+from streams.index import INDEX_KINDS, async_client, documents_for, index_name, install_templates, sync_client  # noqa: E402
 from streams._samples import node_scrape  # noqa: E402
 from streams.indexing import Indexer, Origin, SourceMessage  # noqa: E402
 from streams.topics import METRICS  # noqa: E402
@@ -96,7 +94,7 @@ async def _cleanup(settings: Settings) -> None:
         names = list((await client.indices.get(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)).body)
         for i in range(0, len(names), 50):
             await client.indices.delete(index=",".join(names[i : i + 50]))
-        for kind in KINDS:
+        for kind in INDEX_KINDS:
             await client.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-{kind}")
         await client.options(ignore_status=404).cluster.delete_component_template(name=f"{prefix}-settings")
     finally:

@@ -1,12 +1,17 @@
-"""Panel specs to Kibana 8.x saved objects: Lens visualizations, data views, saved searches and dashboards.
+"""Panel specs to Kibana 8.x saved objects: data views, a tag, saved searches and dashboards with Lens by value.
 
-The shapes follow what Kibana 8.x exports (``GET /api/saved_objects/_export``):
-Lens by reference with the ``formBased`` datasource and one layer referencing
-its data view as ``indexpattern-datasource-layer-<layerId>``; dashboards with
-``panelsJSON`` panels named ``panel_<n>`` whose references are
-``<n>:panel_<n>`` (Kibana's per-panel prefix), and controls in
-``controlGroupInput`` whose data views are referenced as
-``controlGroup_<controlId>:optionsListDataView``.
+The shapes follow what Kibana 8.x exports (``GET /api/saved_objects/_export``)
+and Elastic's own integration packages: Lens panels *by value* (the
+visualization's attributes inside the dashboard panel's ``embeddableConfig``,
+the ``formBased`` datasource with one layer whose data view reference is
+``indexpattern-datasource-layer-<layerId>`` inside the attributes and
+``<panelIndex>:indexpattern-datasource-layer-<layerId>`` on the dashboard);
+a markdown navigation panel first (a legacy ``visualization`` by value, as the
+Kubernetes integration's dashboards have); saved searches by reference
+(``<n>:panel_<n>``); controls in ``controlGroupInput`` whose data views are
+referenced as ``controlGroup_<controlId>:optionsListDataView``; the tag as
+``tag-ref-<tagId>``. Dashboards do not restore a time range
+(``timeRestore: false``): they follow the global time picker.
 
 Ids are stable (uuid5 of the index prefix and the spec's key), so a re-import
 overwrites the same objects and a diff of the NDJSON shows what changed.
@@ -37,7 +42,8 @@ __all__ = [
     "TYPE_MIGRATION_VERSIONS",
     "object_id",
     "data_view",
-    "lens",
+    "tag",
+    "lens_attributes",
     "search",
     "dashboard",
     "formula_text",
@@ -46,7 +52,7 @@ __all__ = [
 CORE_MIGRATION_VERSION = "8.8.0"
 """``coreMigrationVersion`` of every object: the format Kibana 8.8+ writes (and 9.x still reads)."""
 
-TYPE_MIGRATION_VERSIONS = {"index-pattern": "8.0.0", "search": "8.0.0", "lens": "8.9.0", "dashboard": "8.9.0"}
+TYPE_MIGRATION_VERSIONS = {"index-pattern": "8.0.0", "search": "8.0.0", "lens": "8.9.0", "dashboard": "8.9.0", "tag": "8.0.0"}
 """The 8.x migration each object's shape is written at; Kibana 8.9+ and 9.x migrate forward from here on import."""
 
 PANEL_VERSION = "8.9.0"
@@ -58,6 +64,14 @@ _FORMATS: dict[str, dict[str, Any]] = {
     "number": {"id": "number", "params": {"decimals": 2}},
     "duration": {"id": "number", "params": {"decimals": 0, "suffix": " s"}},
 }
+"""Lens column formats: Lens reads ``decimals`` (and ``suffix``)."""
+
+_FIELD_FORMATS: dict[str, dict[str, Any]] = {
+    "percent": {"id": "percent", "params": {"pattern": "0,0.[0]%"}},
+    "bytes": {"id": "bytes", "params": {"pattern": "0,0.[0]b"}},
+    "number": {"id": "number", "params": {"pattern": "0,0.[000]"}},
+}
+"""Data view field formats: Kibana's field formatters read a numeral.js ``pattern`` (``decimals`` is ignored there)."""
 
 def object_id(prefix: str, kind: str, key: str) -> str:
     """A readable, stable id: ``<prefix>-<kind>-<key>`` (e.g. ``kubepulse-dashboard-fleet-overview``)."""
@@ -85,7 +99,7 @@ def _envelope(type_: str, id_: str, attributes: dict[str, Any], references: list
 
 def data_view(id_: str, *, title: str, name: str, time_field: str, formats: dict[str, str]) -> dict[str, Any]:
     """An ``index-pattern`` saved object on ``title`` (an alias or pattern), with field formats."""
-    fmt = {f: _FORMATS[k] for f, k in sorted(formats.items())}
+    fmt = {f: _FIELD_FORMATS[k] for f, k in sorted(formats.items())}
     return _envelope(
         "index-pattern",
         id_,
@@ -250,6 +264,7 @@ def _bucket_column(b: DateHistogram | Terms, order_by: str | None) -> dict[str, 
             "scale": "interval",
             "params": {"interval": b.interval, "includeEmptyRows": True, "dropPartials": False},
         }
+    # Lens falls back to alphabetical order when the first metric is a formula: A to Z, as a reader expects.
     order = {"type": "column", "columnId": order_by} if order_by else {"type": "alphabetical", "fallback": True}
     return {
         "label": b.label or f"Top {b.size} values of {b.field}",
@@ -261,7 +276,7 @@ def _bucket_column(b: DateHistogram | Terms, order_by: str | None) -> dict[str, 
         "params": {
             "size": b.size,
             "orderBy": order,
-            "orderDirection": "desc",
+            "orderDirection": "desc" if order_by else "asc",
             "otherBucket": True,
             "missingBucket": False,
             "parentFormat": {"id": "terms"},
@@ -325,8 +340,12 @@ def _visualization(p: Panel, layer: str, buckets: list[str], metrics: list[str])
     }
 
 
-def lens(id_: str, p: Panel, *, data_view_id: str) -> dict[str, Any]:
-    """A Lens saved object (by reference) for panel ``p`` on the data view ``data_view_id``."""
+def lens_attributes(id_: str, p: Panel, *, data_view_id: str) -> dict[str, Any]:
+    """The Lens attributes of panel ``p`` on the data view ``data_view_id``: what a by-value panel embeds.
+
+    ``id_`` only seeds the stable layer and column ids. The data view is referenced from ``references``
+    as ``indexpattern-datasource-layer-<layerId>``; the dashboard repeats it with the panel's prefix.
+    """
     layer = _uid(id_, "layer")
     columns: dict[str, dict[str, Any]] = {}
     metric_ids: list[str] = []
@@ -359,16 +378,20 @@ def lens(id_: str, p: Panel, *, data_view_id: str) -> dict[str, Any]:
         "internalReferences": [],
         "adHocDataViews": {},
     }
-    attributes = {"title": p.title, "description": p.description, "visualizationType": vis_type, "state": state}
     refs = [{"type": "index-pattern", "id": data_view_id, "name": f"indexpattern-datasource-layer-{layer}"}]
-    return _envelope("lens", id_, attributes, refs)
+    return {"title": p.title, "description": p.description, "visualizationType": vis_type, "type": "lens", "state": state, "references": refs}
+
+
+def tag(id_: str, *, name: str, description: str, color: str) -> dict[str, Any]:
+    """A saved-objects tag: dashboards and searches that carry it are found together (Stack Management, search bar)."""
+    return _envelope("tag", id_, {"name": name, "description": description, "color": color}, [])
 
 
 # ----------------------------------------------------------------- searches
 
 
-def search(id_: str, s: SearchSpec, *, data_view_id: str) -> dict[str, Any]:
-    """A saved Discover search (newest first)."""
+def search(id_: str, s: SearchSpec, *, data_view_id: str, tag_id: str) -> dict[str, Any]:
+    """A saved Discover search (newest first), tagged ``tag_id``."""
     source = {
         "query": {"language": "kuery", "query": kql(s.where)},
         "filter": [],
@@ -386,7 +409,10 @@ def search(id_: str, s: SearchSpec, *, data_view_id: str) -> dict[str, Any]:
         "isTextBasedQuery": False,
         "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(source)},
     }
-    refs = [{"type": "index-pattern", "id": data_view_id, "name": "kibanaSavedObjectMeta.searchSourceJSON.index"}]
+    refs = [
+        {"type": "index-pattern", "id": data_view_id, "name": "kibanaSavedObjectMeta.searchSourceJSON.index"},
+        {"type": "tag", "id": tag_id, "name": f"tag-ref-{tag_id}"},
+    ]
     return _envelope("search", id_, attributes, refs)
 
 
@@ -405,29 +431,61 @@ def _layout(items: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+NAV_HEIGHT = 3
+
+
+def _markdown_panel(index: str, markdown: str) -> dict[str, Any]:
+    return {
+        "type": "visualization",
+        "panelIndex": index,
+        "embeddableConfig": {
+            "savedVis": {
+                "title": "",
+                "description": "",
+                "type": "markdown",
+                "params": {"fontSize": 12, "openLinksInNewTab": False, "markdown": markdown},
+                "uiState": {},
+                "data": {"aggs": [], "searchSource": {"query": {"query": "", "language": "kuery"}, "filter": []}},
+            },
+            "hidePanelTitles": True,
+            "enhancements": {},
+        },
+        "title": "kubepulse dashboards",
+    }
+
+
 def dashboard(
     id_: str,
     d: DashboardSpec,
     *,
-    panel_refs: list[tuple[str, str]],
+    navigation: str,
+    data_view_ids: dict[str, str],
+    search_ids: dict[str, str],
     control_data_view_id: str,
+    tag_id: str,
 ) -> dict[str, Any]:
-    """A dashboard of by-reference panels (``panel_refs``: (type, id) per spec panel) with cluster/namespace controls."""
-    sizes = [(p.w, p.h) if isinstance(p, Panel) else (48, 15) for p in d.panels]
-    panels, refs = [], []
-    for n, ((type_, ref_id), (x, y), (w, h)) in enumerate(zip(panel_refs, _layout(sizes), sizes), start=1):
+    """A dashboard: the ``navigation`` markdown first, then Lens panels by value and saved searches by reference.
+
+    ``data_view_ids`` maps an index kind to its data view's id, ``search_ids`` a search key to its saved
+    search's id; the controls (cluster, namespace) read the data view ``control_data_view_id``.
+    """
+    sizes = [(48, NAV_HEIGHT)] + [(p.w, p.h) if isinstance(p, Panel) else (48, 15) for p in d.panels]
+    panels: list[dict[str, Any]] = []
+    refs: list[dict[str, str]] = [{"type": "tag", "id": tag_id, "name": f"tag-ref-{tag_id}"}]
+    for n, (spec, (x, y), (w, h)) in enumerate(zip((None, *d.panels), _layout(sizes), sizes), start=1):
         index = str(n)
-        panels.append(
-            {
-                "version": PANEL_VERSION,
-                "type": type_,
-                "gridData": {"x": x, "y": y, "w": w, "h": h, "i": index},
-                "panelIndex": index,
-                "embeddableConfig": {"enhancements": {}},
-                "panelRefName": f"panel_{index}",
-            }
-        )
-        refs.append({"type": type_, "id": ref_id, "name": f"{index}:panel_{index}"})
+        if spec is None:
+            panel = _markdown_panel(index, navigation)
+        elif isinstance(spec, Panel):
+            attributes = lens_attributes(f"{id_}/{spec.key}", spec, data_view_id=data_view_ids[spec.kind])
+            panel = {"type": "lens", "panelIndex": index, "embeddableConfig": {"attributes": attributes, "enhancements": {}}, "title": spec.title}
+            refs += [{**r, "name": f"{index}:{r['name']}"} for r in attributes["references"]]
+        else:
+            panel = {"type": "search", "panelIndex": index, "embeddableConfig": {"enhancements": {}}, "panelRefName": f"panel_{index}"}
+            refs.append({"type": "search", "id": search_ids[spec.key], "name": f"{index}:panel_{index}"})
+        panel["version"] = PANEL_VERSION
+        panel["gridData"] = {"x": x, "y": y, "w": w, "h": h, "i": index}
+        panels.append(panel)
     controls = {}
     for order, (field, title) in enumerate(d.controls):
         cid = _uid(id_, "control", field)
@@ -451,10 +509,8 @@ def dashboard(
         "title": d.title,
         "description": d.description,
         "version": 1,
-        "timeRestore": True,
-        "timeFrom": d.time_from,
-        "timeTo": "now",
-        "refreshInterval": {"pause": False, "value": d.refresh_ms},
+        # No time range or refresh of its own: the dashboard shows what the global time picker says.
+        "timeRestore": False,
         "panelsJSON": json.dumps(panels),
         "optionsJSON": json.dumps({"useMargins": True, "syncColors": False, "syncCursor": True, "syncTooltips": False, "hidePanelTitles": False}),
         "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"query": {"query": "", "language": "kuery"}, "filter": []})},
@@ -469,4 +525,3 @@ def dashboard(
         },
     }
     return _envelope("dashboard", id_, attributes, refs)
-

@@ -186,7 +186,7 @@ Chart = Literal["line", "area", "bar", "bar_stacked", "area_stacked", "metric", 
 
 @dataclass(frozen=True)
 class Panel:
-    """One Lens visualization on one data view (``kind`` is the index kind: ``metrics``, ``alerts``...).
+    """One Lens visualization on one data view (``kind`` is the index kind: ``metrics``, ``rollups-1m``...).
 
     ``x`` is the horizontal axis of a chart (a date histogram or terms);
     ``split`` breaks series down (terms); ``rows`` are a table's bucket
@@ -256,16 +256,19 @@ class SearchSpec:
 
 @dataclass(frozen=True)
 class DashboardSpec:
-    """A dashboard: panels (Lens specs or saved searches, in reading order) and its controls' data view."""
+    """A dashboard: panels (Lens specs or saved searches, in reading order) and its controls' data view.
+
+    ``nav_title`` is its name in the navigation panel every dashboard starts with. Dashboards follow the
+    global time picker (nothing of time or refresh is stored with them).
+    """
 
     key: str
     title: str
     description: str
     panels: tuple[Panel | SearchSpec, ...]
     control_kind: str
+    nav_title: str = ""
     controls: tuple[tuple[str, str], ...] = field(default_factory=lambda: CONTROL_FIELDS)
-    time_from: str = "now-1h"
-    refresh_ms: int = 30_000
 
 
 CONTROL_FIELDS: tuple[tuple[str, str], ...] = (("orchestrator.cluster.name", "Cluster"), ("kubernetes.namespace", "Namespace"))

@@ -1,10 +1,13 @@
 """The dashboards, panels and saved searches kubepulse ships, declared as specs (see ``kibana._specs``).
 
-Field names are the index mappings' (``streams._mappings``): ECS for identity
+Field names are the index mappings' (``streams.index``): ECS for identity
 (``orchestrator.cluster.name``, ``kubernetes.namespace``) and Metricbeat's
-kubernetes names for measurements. The unit tests check every field used here
-against those mappings, and the integration tests run every panel's query
-against real Elasticsearch filled with simulated fleet data.
+kubernetes names for measurements; rollups' statistics are
+``<metric root>.<stat>`` (``streams.index.rollup_field``). The unit tests check
+every field used here against those mappings, and the integration tests run
+every panel's query against real Elasticsearch filled with simulated fleet data.
+This module imports nothing of kubepulse: dashboards depend on the index
+contract, not on the agents.
 
 Totals without double counting: a node is scraped every 15 s, so a plain
 ``sum`` over a time bucket counts each node once per scrape in it. The fleet
@@ -32,12 +35,15 @@ from kibana._specs import (
     Terms,
 )
 
-__all__ = ["DASHBOARDS", "SEARCHES", "DATA_VIEW_KINDS", "TIME_FIELD", "all_panels", "storage_forecast_rules"]
+__all__ = ["DASHBOARDS", "SEARCHES", "DATA_VIEW_KINDS", "TIME_FIELD", "STORAGE_FORECAST_RULES", "all_panels"]
 
 TIME_FIELD = "@timestamp"
 
-DATA_VIEW_KINDS: tuple[str, ...] = ("metrics", "events", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter", "quotas")
-"""One data view per index alias; the order is the order in the NDJSON file."""
+DATA_VIEW_KINDS: tuple[str, ...] = (
+    "metrics", "events", "rollups-1m", "rollups-1h", "anomalies", "alerts", "notifications", "incidents", "deadletter", "quotas",
+)
+"""One data view per index kind's alias (one per rollup window: their documents must not be aggregated
+together); the order is the order in the NDJSON file."""
 
 T = DateHistogram()
 NODE = (Is("metricset.name", "node"),)
@@ -45,27 +51,23 @@ POD = (Is("metricset.name", "pod"),)
 CONTAINER = (Is("metricset.name", "container"),)
 VOLUME = (Is("metricset.name", "volume"),)
 FIRING = (Is("kubepulse.alert.status", "firing"),)
+NODE_INTERFACE = (Is("metricset.name", "node_interface"),)
+NAMESPACE_SUMS = (Is("metricset.name", "namespace"),)
 CLUSTER = Terms("orchestrator.cluster.name", 10, "Cluster")
 
 
-def storage_forecast_rules() -> tuple[str, ...]:
-    """Rule ids (``rule.name``) of the default pack's predictive storage rules: their alerts are the fill forecasts.
+STORAGE_FORECAST_RULES: tuple[str, ...] = (
+    "kubernetes-storage/KubePersistentVolumeFillingUp/warning",
+    "kubernetes-storage/KubePersistentVolumeFullSoon",
+    "node/NodeFilesystemSpaceFillingUp/critical",
+    "node/NodeFilesystemSpaceFillingUp/warning",
+)
+"""Rule ids (``rule.name``) of the default pack's predictive storage rules: their alerts are the fill forecasts.
 
-    Ids, not alert names: ``KubePersistentVolumeFillingUp`` is both a
-    threshold rule (value: the used share) and a predictive one (value:
-    seconds until full), and only the latter is a forecast.
-    """
-    from streams.rules import RuleEngine, load_default_rules
-
-    engine = RuleEngine(load_default_rules())
-    return tuple(
-        sorted(
-            c.rid
-            for c in engine.compiled
-            if c.rule.spec.kind == "predict" and str(getattr(c.rule.spec, "metric", "")).startswith(("volume.", "node.fs.", "node.imagefs."))
-        )
-    )
-
+Ids, not alert names: ``KubePersistentVolumeFillingUp`` is both a threshold rule (value: the used share) and
+a predictive one (value: seconds until full), and only the latter is a forecast. Written out rather than
+read from the rule engine, so dashboards need nothing but the index contract; a unit test checks them
+against the default pack."""
 
 
 def _per_node_total(field: str) -> Bin:
@@ -86,6 +88,7 @@ FS_SHARE = _share("kubernetes.node.fs.used.bytes", "kubernetes.node.fs.capacity.
 
 FLEET = DashboardSpec(
     key="fleet-overview",
+    nav_title="Fleet",
     title="[kubepulse] Fleet overview",
     description="Clusters, nodes and pods reporting; fleet CPU, memory, network and storage against allocatable; alerts and anomalies.",
     control_kind="metrics",
@@ -201,6 +204,7 @@ NODE_TERMS = Terms("kubernetes.node.name", 10, "Node")
 
 NODES = DashboardSpec(
     key="nodes",
+    nav_title="Nodes",
     title="[kubepulse] Nodes",
     description="Per node: CPU and memory against allocatable, network, filesystems.",
     control_kind="metrics",
@@ -271,6 +275,7 @@ POD_TERMS = Terms("kubernetes.pod.name", 10, "Pod")
 
 WORKLOADS = DashboardSpec(
     key="workloads",
+    nav_title="Workloads and pods",
     title="[kubepulse] Workloads and pods",
     description="CPU and memory against requests and limits per workload and pod; container restarts.",
     control_kind="metrics",
@@ -363,38 +368,47 @@ WORKLOADS = DashboardSpec(
 
 NET_STORAGE = DashboardSpec(
     key="network-storage",
+    nav_title="Network and storage",
     title="[kubepulse] Network and storage",
-    description="Per-interface rates and errors (from 1-minute rollups), filesystem and PVC usage, and fill forecasts (predictive alerts).",
+    description="Per-interface rates and errors (from the rollups), filesystem and PVC usage, and fill forecasts (predictive alerts).",
     control_kind="metrics",
     panels=(
         Panel(
             "net-interface-rx",
-            "Received per interface (bytes/s, 1-minute rollups)",
-            "rollups",
+            "Received per node interface (bytes/s, 1-minute rollups)",
+            "rollups-1m",
             "line",
-            (Metric("average", "kubepulse.rollup.mean", "Received/s", "bytes"),),
+            (Metric("average", "kubernetes.node.network.rx_bytes_per_s.avg", "Received/s", "bytes"),),
             x=T,
-            split=Terms("kubepulse.series_id", 10, "Interface series"),
-            where=(Is("kubepulse.metric", "node.network.rx_bytes_per_s", "pod.network.rx_bytes_per_s"), Is("kubepulse.window.size", "1m")),
+            split=Terms("kubepulse.entity", 10, "Node interface"),
+            where=NODE_INTERFACE,
         ),
         Panel(
             "net-interface-errors",
-            "Interface errors (errors/s, 1-minute rollups)",
-            "rollups",
-            "line",
-            (Metric("max", "kubepulse.rollup.max", "Errors/s (max)"),),
-            x=T,
-            split=Terms("kubepulse.metric", 4, "Direction"),
-            where=(
-                Is(
-                    "kubepulse.metric",
-                    "node.network.rx_errors_per_s",
-                    "node.network.tx_errors_per_s",
-                    "pod.network.rx_errors_per_s",
-                    "pod.network.tx_errors_per_s",
-                ),
-                Is("kubepulse.window.size", "1m"),
+            "Node interface errors (errors/s, 1-minute rollups, worst minute)",
+            "rollups-1m",
+            "bar_stacked",
+            (
+                Metric("max", "kubernetes.node.network.rx_errors_per_s.max", "Receive errors/s (max)"),
+                Metric("max", "kubernetes.node.network.tx_errors_per_s.max", "Send errors/s (max)"),
             ),
+            x=T,
+            where=NODE_INTERFACE,
+        ),
+        Panel(
+            "net-pod-interfaces-hourly",
+            "Pod interfaces, hourly (1-hour rollups; the current hour appears when it closes)",
+            "rollups-1h",
+            "table",
+            (
+                Metric("average", "kubernetes.pod.network.rx_bytes_per_s.avg", "Received/s", "bytes"),
+                Metric("max", "kubernetes.pod.network.rx_bytes_per_s.max", "Received/s (peak)", "bytes"),
+                Metric("average", "kubernetes.pod.network.tx_bytes_per_s.avg", "Sent/s", "bytes"),
+                Metric("max", "kubernetes.pod.network.rx_errors_per_s.max", "Receive errors/s (peak)"),
+            ),
+            rows=(Terms("kubernetes.namespace", 20, "Namespace"), Terms("kubernetes.pod.name", 50, "Pod"), Terms("interface.name", 5, "Interface")),
+            where=(Is("metricset.name", "pod_interface"),),
+            w=48,
         ),
         Panel(
             "net-pod-rx",
@@ -463,7 +477,7 @@ NET_STORAGE = DashboardSpec(
                 Metric("count", None, "Transitions"),
             ),
             rows=(Terms("kubepulse.alert.name", 5, "Alert"), Terms("kubernetes.node.name", 50, "Node")),
-            where=(Is("rule.name", *storage_forecast_rules()), *FIRING),
+            where=(Is("rule.name", *STORAGE_FORECAST_RULES), *FIRING),
             description="Firing predictive rules (linear trend over their window): the value is the predicted seconds until full.",
         ),
     ),
@@ -473,6 +487,7 @@ NET_STORAGE = DashboardSpec(
 
 ANOMALIES = DashboardSpec(
     key="anomalies",
+    nav_title="Anomalies",
     title="[kubepulse] Anomalies",
     description="Anomaly scores over time with the series value and its baseline; the most anomalous series.",
     control_kind="anomalies",
@@ -538,9 +553,12 @@ QUOTA_SHARE = "kubernetes.resourcequota.used.pct"
 QUOTA_RESOURCE = Terms("kubernetes.resourcequota.resource", 5, "Resource")
 NAMESPACE = Terms("kubernetes.namespace", 10, "Namespace")
 MAX_QUOTA_SHARE = Metric("max", QUOTA_SHARE, "Used of hard (max)", "percent")
+NAMESPACE_ENTITY = Terms("kubepulse.entity", 10, "Cluster/namespace")
+"""A namespace's rollups are per cluster: one series per cluster and namespace (an average across clusters means nothing)."""
 
 QUOTAS = DashboardSpec(
     key="quotas",
+    nav_title="Namespaces and quotas",
     title="[kubepulse] Namespaces and quotas",
     description="ResourceQuotas: how much of each namespace's quota its pods use (requests, limits, pod count), "
     "the namespaces closest to their limits, and every quota above 80 %.",
@@ -566,6 +584,45 @@ QUOTAS = DashboardSpec(
             (Metric("unique_count", "kubernetes.namespace", "Namespaces"),),
             w=16,
             h=6,
+        ),
+        Panel(
+            "namespace-cpu",
+            "CPU used per namespace (cores, 1-minute rollups)",
+            "rollups-1m",
+            "line",
+            (Metric("average", "kubernetes.namespace_totals.cpu_cores.avg", "CPU used (cores)", "number"),),
+            x=T,
+            split=NAMESPACE_ENTITY,
+            where=NAMESPACE_SUMS,
+            description="The namespace's pods summed over its cluster by the stream worker, per minute (one line per cluster and namespace).",
+        ),
+        Panel(
+            "namespace-memory",
+            "Memory working set per namespace (1-minute rollups)",
+            "rollups-1m",
+            "line",
+            (Metric("average", "kubernetes.namespace_totals.memory_working_set_bytes.avg", "Memory working set", "bytes"),),
+            x=T,
+            split=NAMESPACE_ENTITY,
+            where=NAMESPACE_SUMS,
+        ),
+        Panel(
+            "namespace-hourly",
+            "Namespaces, hourly: use against requests (1-hour rollups; the current hour appears when it closes)",
+            "rollups-1h",
+            "table",
+            (
+                Metric("average", "kubernetes.namespace_totals.cpu_cores.avg", "CPU used (cores)", "number"),
+                Metric("max", "kubernetes.namespace_totals.cpu_cores.max", "CPU used (peak scrape)", "number"),
+                Metric("average", "kubernetes.namespace_totals.cpu_request_cores.avg", "CPU requested (cores)", "number"),
+                Metric("average", "kubernetes.namespace_totals.memory_working_set_bytes.avg", "Memory working set", "bytes"),
+                Metric("average", "kubernetes.namespace_totals.memory_request_bytes.avg", "Memory requested", "bytes"),
+                Metric("max", "kubernetes.namespace_totals.pods.max", "Pods (max)", "number"),
+            ),
+            rows=(CLUSTER, Terms("kubernetes.namespace", 50, "Namespace")),
+            where=NAMESPACE_SUMS,
+            description="Pick a range of days to see how a namespace's use compares with what it reserves.",
+            w=48,
         ),
         Panel("quota-top-namespaces", "Top namespaces by quota use", "quotas", "bar", (MAX_QUOTA_SHARE,), x=NAMESPACE, split=QUOTA_RESOURCE),
         Panel("quota-share-time", "Quota use over time, top namespaces", "quotas", "line", (MAX_QUOTA_SHARE,), x=T, split=NAMESPACE),
@@ -662,6 +719,7 @@ SEARCHES: tuple[SearchSpec, ...] = (WARNING_EVENTS, FIRING_ALERTS, DEAD_LETTERS,
 
 ALERTS = DashboardSpec(
     key="alerts",
+    nav_title="Alerts",
     title="[kubepulse] Alerts",
     description="Firing and resolved transitions, by severity and rule; notifications by receiver (the receiver panels "
     "come from the notifications index, which has no cluster or namespace: the controls empty them).",
@@ -727,6 +785,7 @@ ALERTS = DashboardSpec(
 
 EVENTS = DashboardSpec(
     key="events",
+    nav_title="Events",
     title="[kubepulse] Kubernetes events",
     description="Event reasons over time and the warnings behind them.",
     control_kind="events",

@@ -39,22 +39,25 @@ def _unreachable(settings: Any, exc: Exception) -> typer.Exit:
 
 @es_app.command("setup")
 def setup(config: ConfigOption = None) -> None:
-    """Install the component and index templates of every kind (idempotent)."""
+    """Install the component and index templates of every kind, and create each kind's first index (idempotent).
+
+    The first indices give every Kibana data view its fields before any document of its kind arrives.
+    """
     from elastic_transport import TransportError
 
-    from streams._es import ElasticsearchSetupError, async_client, install_templates
+    from streams.index import ElasticsearchSetupError, async_client, create_first_indices, install_templates
 
     settings = _settings(config)
 
-    async def run() -> list[str]:
+    async def run() -> tuple[list[str], list[str]]:
         client = async_client(settings)
         try:
-            return await install_templates(client, settings)
+            return await install_templates(client, settings), await create_first_indices(client, settings)
         finally:
             await client.close()
 
     try:
-        names = asyncio.run(run())
+        names, created = asyncio.run(run())
     except TransportError as exc:
         raise _unreachable(settings, exc) from exc
     except ElasticsearchSetupError as exc:
@@ -62,6 +65,8 @@ def setup(config: ConfigOption = None) -> None:
         raise typer.Exit(1) from exc
     for name in names:
         typer.echo(f"template {name}")
+    for name in created:
+        typer.echo(f"index {name}")
 
 
 @es_app.command("index")
@@ -93,8 +98,7 @@ def janitor(
     """Delete daily indices older than their kind's retention (retention.<kind>_days)."""
     from elastic_transport import TransportError
 
-    from streams._es import sync_client
-    from streams.janitor import run_janitor
+    from streams.index import run_janitor, sync_client
 
     settings = _settings(config)
     client = sync_client(settings)
@@ -117,8 +121,7 @@ def status(config: ConfigOption = None, as_json: Annotated[bool, typer.Option("-
     """Templates installed, and per kind: daily indices, documents and the alias."""
     from elastic_transport import TransportError
 
-    from streams._es import sync_client
-    from streams._mappings import KINDS, alias_name, template_name
+    from streams.index import INDEX_KINDS, alias_name, parse_index_name, sync_client, template_name
 
     settings = _settings(config)
     client = sync_client(settings)
@@ -133,8 +136,8 @@ def status(config: ConfigOption = None, as_json: Annotated[bool, typer.Option("-
         client.close()
     templates = {t["name"] for t in found.get("index_templates", [])}
     out: dict[str, Any] = {}
-    for kind in KINDS:
-        mine = [r for r in rows if r["index"].startswith(f"{prefix}-{kind}-")]
+    for kind in INDEX_KINDS:
+        mine = [r for r in rows if (parse_index_name(prefix, r["index"]) or ("",))[0] == kind]
         out[kind] = {
             "template": template_name(settings, kind) in templates,
             "alias": alias_name(settings, kind),

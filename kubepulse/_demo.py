@@ -241,7 +241,7 @@ async def prepare(plan: DemoPlan) -> list[str]:
     from elastic_transport import TransportError
 
     from kubepulse._cli_streams import create_topics
-    from streams._es import async_client, install_templates
+    from streams.index import async_client, install_templates
 
     s = plan.settings
     done: list[str] = []
@@ -449,7 +449,7 @@ async def drain(plan: DemoPlan, *, timeout: float = 60.0, settle_s: float = 4.0,
 
 async def es_counts(plan: DemoPlan) -> dict[str, int]:
     """Documents per kind in this run's time range (refreshed first, so just-indexed documents count)."""
-    from streams._es import async_client
+    from streams.index import async_client
 
     s = plan.settings
     client = async_client(s)
@@ -592,8 +592,7 @@ async def cleanup(plan: DemoPlan, *, indices: bool) -> list[str]:
     """Delete the run's topics (and the workers' internal ones), and with ``indices`` its indices and templates."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from streams._es import async_client
-    from streams._mappings import KINDS
+    from streams.index import INDEX_KINDS, async_client
 
     s = plan.settings
     done = []
@@ -615,7 +614,7 @@ async def cleanup(plan: DemoPlan, *, indices: bool) -> list[str]:
             names = list(resp.body) if hasattr(resp, "body") else list(resp)
             for i in range(0, len(names), 50):  # by name: wildcard deletes may be forbidden (action.destructive_requires_name)
                 await es.indices.delete(index=",".join(names[i : i + 50]))
-            for kind in KINDS:
+            for kind in INDEX_KINDS:
                 await es.indices.delete_index_template(name=f"{prefix}-{kind}")
             await es.cluster.delete_component_template(name=f"{prefix}-settings")
             done.append(f"deleted {len(names)} indices {prefix}-*")

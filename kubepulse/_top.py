@@ -1,10 +1,18 @@
 """``kubepulse top``: a live terminal view of what Elasticsearch holds (usage per namespace, top pods, alerts, anomalies, events).
 
-Reads the aliases ``<prefix>-metrics``, ``-alerts``, ``-anomalies`` and
-``-events`` (``streams._mappings``) and nothing else, so it works against any
-kubepulse deployment, and renders with rich: plain tables and unicode block
-sparklines, no mouse and no full-screen tricks, so it works over ssh and in
-a CI log (``--once``).
+Reads the aliases ``<prefix>-metrics``, ``-rollups-1m``, ``-alerts``,
+``-anomalies`` and ``-events`` (``streams.index``) and nothing else, so it
+works against any kubepulse deployment, and renders with rich: plain tables
+and unicode block sparklines, no mouse and no full-screen tricks, so it works
+over ssh and in a CI log (``--once``).
+
+The namespaces' CPU and memory history (the sparklines) comes from the
+namespace 1-minute rollups (kubepulse.rollups.v2: the stream worker's sums of a
+namespace's pods over the cluster, one document per namespace and minute), so
+it costs a few documents per namespace instead of every pod document of the
+window. Where there are none (the first minutes of a deployment, or
+``elasticsearch.rollups`` without namespaces at 1m) it is computed from the raw
+pod documents as below.
 
 Time is *data* time: the frame ends at the newest metrics sample that
 matches the filters, not at the wall clock. A live cluster's newest sample is
@@ -39,6 +47,10 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 _POD_DOCS = {"term": {"metricset.name": "pod"}}
 _NODE_DOCS = {"term": {"metricset.name": "node"}}
 _VOLUME_DOCS = {"term": {"metricset.name": "volume"}}
+
+_NAMESPACE_ROLLUPS = {"term": {"metricset.name": "namespace"}}
+_NS_CPU = "kubernetes.namespace_totals.cpu_cores.avg"
+_NS_MEM = "kubernetes.namespace_totals.memory_working_set_bytes.avg"
 
 _CPU = "kubernetes.pod.cpu.usage.nanocores"
 _MEM = "kubernetes.pod.memory.working_set.bytes"
@@ -94,6 +106,8 @@ class Frame:
     options: TopOptions
     data_time: datetime | None
     fetched_at: datetime
+    history_source: str = "metrics"
+    """Where the sparklines come from: ``rollups-1m`` (namespace rollups) or ``metrics`` (raw pod documents)."""
     clusters: dict[str, dict[str, float]] = field(default_factory=dict)
     """Cluster -> nodes, cpu/memory allocatable (from node documents in the current window)."""
     namespaces: list[NamespaceRow] = field(default_factory=list)
@@ -226,7 +240,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def fetch_frame(client: Any, settings: Any, opts: TopOptions) -> Frame:
     """Query Elasticsearch (a sync ``elasticsearch.Elasticsearch``) for one frame."""
     prefix = settings.elasticsearch.index_prefix
-    metrics, alerts, anomalies, events = (f"{prefix}-{k}" for k in ("metrics", "alerts", "anomalies", "events"))
+    metrics, rollups, alerts, anomalies, events = (f"{prefix}-{k}" for k in ("metrics", "rollups-1m", "alerts", "anomalies", "events"))
     frame = Frame(index_prefix=prefix, es_url=settings.elasticsearch.url, options=opts, data_time=None, fetched_at=datetime.now(UTC))
     es = client.options(ignore_status=404)
 
@@ -237,17 +251,51 @@ def fetch_frame(client: Any, settings: Any, opts: TopOptions) -> Frame:
     t_ms = (latest.get("aggregations") or {}).get("t", {}).get("value")
     if t_ms is not None:
         frame.data_time = datetime.fromtimestamp(t_ms / 1000, UTC)
-        _usage(es, metrics, opts, frame, frame.data_time)
+        _usage(es, metrics, rollups, opts, frame, frame.data_time)
     frame.alerts = _alerts(es, alerts, opts, frame.data_time)
     frame.anomalies = _recent(es, anomalies, opts, [])
     frame.events = _recent(es, events, opts, [{"term": {"kubernetes.event.type": "Warning"}}])
     return frame
 
 
-def _usage(es: Any, index: str, opts: TopOptions, frame: Frame, end: datetime) -> None:
+def _rollup_history(
+    es: Any, index: str, opts: TopOptions, start: datetime, end: datetime
+) -> dict[tuple[str, str], tuple[list[float | None], list[float | None]]]:
+    """(cluster, namespace) -> (CPU cores, memory bytes) per step, from the namespace 1-minute rollups; {} if none."""
+    step_s = max(60, int(opts.window_s / opts.buckets) // 60 * 60)
+    resp = es.search(
+        index=index, size=0,
+        query={"bool": {"filter": [_NAMESPACE_ROLLUPS, _range(start, end), *_filters(opts)]}},
+        aggs={"c": {"terms": {"field": "orchestrator.cluster.name", "size": 100}, "aggs": {
+            "ns": {"terms": {"field": "kubernetes.namespace", "size": 200}, "aggs": {
+                "h": {
+                    "date_histogram": {
+                        "field": "@timestamp", "fixed_interval": f"{step_s}s",
+                        "extended_bounds": {"min": int(start.timestamp() * 1000), "max": int(end.timestamp() * 1000)},
+                        "min_doc_count": 0,
+                    },
+                    # A window's average of the namespace's summed pods; a step of several minutes averages them.
+                    "aggs": {"cpu": {"avg": {"field": _NS_CPU}}, "mem": {"avg": {"field": _NS_MEM}}},
+                },
+            }},
+        }}},
+    )
+    out = {}
+    steps = max(1, int(opts.window_s // step_s))
+    for cb in (resp.get("aggregations") or {}).get("c", {}).get("buckets", []):
+        for nb in cb["ns"]["buckets"]:
+            hist = nb["h"]["buckets"][-steps:]
+            out[(cb["key"], nb["key"])] = ([_val(h, "cpu") for h in hist], [_val(h, "mem") for h in hist])
+    return out
+
+
+def _usage(es: Any, index: str, rollups: str, opts: TopOptions, frame: Frame, end: datetime) -> None:
     now_start = end - timedelta(seconds=opts.current_s)
     hist_start = end - timedelta(seconds=opts.window_s)
     step_ms = max(1000, int(opts.window_s * 1000 / opts.buckets))
+    history = _rollup_history(es, rollups, opts, hist_start, end)
+    if history:
+        frame.history_source = "rollups-1m"
 
     # Cluster capacity: node documents of the current window (never namespace-filtered).
     resp = es.search(
@@ -281,25 +329,26 @@ def _usage(es: Any, index: str, opts: TopOptions, frame: Frame, end: datetime) -
         "mem_req": share(_MEM, "kubernetes.pod.memory.request.bytes"),
         "mem_lim": share(_MEM, "kubernetes.pod.memory.limit.bytes"),
     }
+    per_ns_aggs: dict[str, Any] = {"now": {"filter": _range(now_start, end), "aggs": per_ns}}
+    if not history:
+        per_ns_aggs["h"] = {
+            "date_histogram": {
+                "field": "@timestamp", "fixed_interval": f"{step_ms}ms",
+                "extended_bounds": {"min": int(hist_start.timestamp() * 1000), "max": int(end.timestamp() * 1000)},
+                "min_doc_count": 0,
+            },
+            "aggs": {
+                "pods": {"cardinality": {"field": "kubernetes.pod.name"}},
+                "cpu": {"avg": {"field": _CPU}},
+                "mem": {"avg": {"field": _MEM}},
+            },
+        }
     resp = es.search(
         index=index, size=0,
-        query={"bool": {"filter": [_POD_DOCS, _range(hist_start, end), *_filters(opts)]}},
+        # With rollup history only the current window of pod documents is read.
+        query={"bool": {"filter": [_POD_DOCS, _range(now_start if history else hist_start, end), *_filters(opts)]}},
         aggs={"c": {"terms": {"field": "orchestrator.cluster.name", "size": 100}, "aggs": {
-            "ns": {"terms": {"field": "kubernetes.namespace", "size": 200}, "aggs": {
-                "now": {"filter": _range(now_start, end), "aggs": per_ns},
-                "h": {
-                    "date_histogram": {
-                        "field": "@timestamp", "fixed_interval": f"{step_ms}ms",
-                        "extended_bounds": {"min": int(hist_start.timestamp() * 1000), "max": int(end.timestamp() * 1000)},
-                        "min_doc_count": 0,
-                    },
-                    "aggs": {
-                        "pods": {"cardinality": {"field": "kubernetes.pod.name"}},
-                        "cpu": {"avg": {"field": _CPU}},
-                        "mem": {"avg": {"field": _MEM}},
-                    },
-                },
-            }},
+            "ns": {"terms": {"field": "kubernetes.namespace", "size": 200}, "aggs": per_ns_aggs},
         }}},
     )
     storage = _storage(es, index, opts, now_start, end)
@@ -312,8 +361,8 @@ def _usage(es: Any, index: str, opts: TopOptions, frame: Frame, end: datetime) -
             pods = int(now["pods"]["value"] or 0)
             cpu = (_val(now, "cpu") or 0.0) * pods / 1e9
             mem = (_val(now, "mem") or 0.0) * pods
-            hist_cpu, hist_mem = [], []
-            for hb in nb["h"]["buckets"][-opts.buckets:]:
+            hist_cpu, hist_mem = history.get((cluster, nb["key"]), ([], []))
+            for hb in nb["h"]["buckets"][-opts.buckets:] if not history else ():
                 p = hb["pods"]["value"] or 0
                 c, m = _val(hb, "cpu"), _val(hb, "mem")
                 hist_cpu.append(None if c is None or not p else c * p / 1e9)
@@ -462,7 +511,8 @@ def render_frame(frame: Frame, *, height: int | None = None) -> RenderableType:
         ("kubepulse top", "bold"),
         f"  {frame.es_url} {frame.index_prefix}-*  {where + '  ' if where else ''}{when}\n",
         f"{len(frame.clusters)} clusters, {nodes} nodes, {sum(r.pods for r in frame.namespaces)} pods; "
-        f"{len(frame.alerts)} active alerts; sparklines: last {_age(o.window_s)} of CPU and memory, each scaled to its own range",
+        f"{len(frame.alerts)} active alerts; sparklines: last {_age(o.window_s)} of CPU and memory"
+        f"{' (1-minute rollups)' if frame.history_source == 'rollups-1m' else ''}, each scaled to its own range",
     )
 
     ns = Table(title="Namespaces", title_justify="left", expand=True, pad_edge=False)
@@ -553,7 +603,7 @@ def run_top(
     """
     from rich.live import Live
 
-    from streams._es import sync_client
+    from streams.index import sync_client
 
     console = console or Console()
     own = client is None

@@ -2,23 +2,32 @@
 
 Every optional field is populated, so a document built from these records
 carries every field of its mapping: the tests use that to prove the table in
-``streams._mappings`` and the documents agree.
+``streams.index`` and the documents agree. :func:`entity_rollups` turns node
+scrapes into ``kubepulse.rollups.v2`` records shaped like the worker's, with
+statistics a test can recompute from the samples (not a second implementation
+of the worker: its cluster-wide sums are plain sums per scrape time, and every
+window is closed).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
 
 from models._fingerprint import fingerprint
 from models.records import (
+    ENTITY_KINDS,
     AlertTransition,
     Anomaly,
     ContainerSample,
     DeadLetter,
+    EntityRollup,
     Filesystem,
     Incident,
     Interface,
     KubeEvent,
+    MetricStats,
     NodeSample,
     NodeScrape,
     Notification,
@@ -27,12 +36,12 @@ from models.records import (
     QuotaScrape,
     Record,
     Resources,
-    EntityRollup,
-    MetricStats,
     Volume,
 )
+from models.series import AGGREGATE_METRICS, METRICS, entities
+from models.settings import StreamsSettings
 
-__all__ = ["full_records", "node_scrape"]
+__all__ = ["full_records", "full_rollups", "node_scrape", "entity_rollups"]
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -167,7 +176,7 @@ def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
             used={"requests.cpu": 3.7, "requests.memory": 2 * 2**30, "pods": 9.0, "count/deployments.apps": 10.0, "requests.storage": 0.0},
         ),
         "rollups": EntityRollup(
-            entity_id=sid.rsplit("/", 1)[0],
+            entity_id="c1/ns0/p1/ct0",
             kind="container",
             cluster="c1",
             node="n1",
@@ -176,11 +185,14 @@ def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
             workload_kind="Deployment",
             pod="p1",
             container="ct0",
-            window="1m",
+            # 1h: containers are indexed at 1h by default (elasticsearch.rollups).
+            window="1h",
             window_start=timestamp,
-            window_end=timestamp + timedelta(minutes=1),
-            metrics={"container.memory_working_set_bytes": MetricStats(min=1.0, max=3.0, mean=2.0, last=2.5, sum=8.0,
-                                                                       count=4)},
+            window_end=timestamp + timedelta(hours=1),
+            metrics={
+                "container.memory_working_set_bytes": MetricStats(min=1.0, max=3.0, mean=2.0, last=2.5, sum=8.0, count=4),
+                "container.cpu_cores": MetricStats(min=0.25, max=0.5, mean=0.375, last=0.5, sum=1.125, count=3),
+            },
         ),
         "anomalies": Anomaly(
             series_id=sid,
@@ -249,3 +261,174 @@ def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
             occurred_at=timestamp,
         ),
     }
+
+
+_IDENTITY = ("node", "namespace", "workload", "workload_kind", "pod", "container", "volume", "persistentvolumeclaim", "interface")
+
+
+def full_rollups(*, timestamp: datetime = T0, window: str = "1m") -> list[EntityRollup]:
+    """Two rollups of every entity kind (two consecutive windows), carrying every metric of the kind and every
+    identity field it has.
+
+    In each, one metric has one sample more than the others (the first metric in one, the last in the other),
+    so every other metric gets its own ``<root>.count``: between them every count field appears.
+    """
+    size = timedelta(minutes=1) if window == "1m" else timedelta(hours=1)
+    identity = {
+        "node": "n1", "namespace": "ns0", "workload": "wl0", "workload_kind": "StatefulSet", "pod": "db-0",
+        "container": "db", "volume": "data", "persistentvolumeclaim": "data-db-0", "interface": "eth0",
+    }
+    has = {
+        "node": ("node",), "node_interface": ("node", "interface"),
+        "pod": ("node", "namespace", "workload", "workload_kind", "pod"),
+        "pod_interface": ("node", "namespace", "workload", "workload_kind", "pod", "interface"),
+        "container": ("node", "namespace", "workload", "workload_kind", "pod", "container"),
+        "volume": ("node", "namespace", "workload", "workload_kind", "pod", "volume", "persistentvolumeclaim"),
+        "workload": ("namespace", "workload", "workload_kind"), "namespace": ("namespace",), "cluster": (),
+    }
+    ids = {
+        "node": "c1/-/node:n1/-", "node_interface": "c1/-/node:n1/iface:eth0", "pod": "c1/ns0/db-0/-",
+        "pod_interface": "c1/ns0/db-0/iface:eth0", "container": "c1/ns0/db-0/db", "volume": "c1/ns0/db-0/volume:data",
+        "workload": "c1/ns0/workload:wl0/-", "namespace": "c1/ns0/-/-", "cluster": "c1/-/-/-",
+    }
+    out = []
+    for kind in ENTITY_KINDS:
+        names = (METRICS.get(kind) or AGGREGATE_METRICS[kind])
+        for n, full in enumerate((names[0], names[-1])):
+            metrics = {
+                m: MetricStats(min=i, max=i + 2.0, mean=i + 1.0, last=i + 1.5, sum=(i + 1.0) * (4 if m == full else 3),
+                               count=4 if m == full else 3)
+                for i, m in enumerate(names)
+            }
+            out.append(EntityRollup(
+                entity_id=ids[kind], kind=kind, cluster="c1", **{k: identity[k] for k in has[kind]},
+                window=window, window_start=timestamp + n * size, window_end=timestamp + (n + 1) * size, metrics=metrics,
+            ))
+    return out
+
+
+_WINDOWS = {"1m": 60, "1h": 3600}
+
+
+def _windowed(names: Collection[str]) -> Callable[[str], bool]:
+    wanted = set(names)
+    return lambda metric: metric in wanted or metric.rsplit(".", 1)[-1] in wanted
+
+
+class _Acc:
+    """Running min, max, sum, count and last of one metric in one window (time order)."""
+
+    __slots__ = ("min", "max", "sum", "count", "last")
+
+    def __init__(self, v: float) -> None:
+        self.min = self.max = self.sum = self.last = v
+        self.count = 1
+
+    def add(self, v: float) -> None:
+        self.min = min(self.min, v)
+        self.max = max(self.max, v)
+        self.sum += v
+        self.count += 1
+        self.last = v
+
+    def stats(self) -> MetricStats:
+        return MetricStats(min=self.min, max=self.max, mean=self.sum / self.count, last=self.last, sum=self.sum, count=self.count)
+
+
+def _cluster_sums(scrapes: list[NodeScrape]) -> Iterable[tuple[datetime, str, str, dict[str, str], str, float]]:
+    """(time, kind, entity id, identity, metric, value) of the workload, namespace and cluster sums of each scrape time."""
+    by_time: dict[tuple[str, datetime], list[NodeScrape]] = defaultdict(list)
+    for s in scrapes:
+        by_time[(s.cluster, s.timestamp)].append(s)
+    for (c, ts), group in sorted(by_time.items(), key=lambda kv: kv[0][1]):
+        sums: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for s in group:
+            alloc = s.node_stats.allocatable
+            cl = sums[("cluster", f"{c}/-/-/-", ())]
+            cl["nodes"] += 1
+            cl["cpu_allocatable_cores"] += alloc.cpu_cores or 0.0
+            cl["memory_allocatable_bytes"] += alloc.memory_bytes or 0
+            for p in s.pods:
+                targets = [cl, sums[("namespace", f"{c}/{p.namespace}/-/-", (("namespace", p.namespace),))]]
+                if p.workload_name:
+                    ident = (("namespace", p.namespace), ("workload", p.workload_name), ("workload_kind", p.workload_kind or ""))
+                    targets.append(sums[("workload", f"{c}/{p.namespace}/workload:{p.workload_name}/-", ident)])
+                for t in targets:
+                    t["pods"] += 1
+                    for field, v in (("cpu_cores", p.cpu_cores), ("memory_working_set_bytes", p.memory_working_set_bytes),
+                                     ("cpu_request_cores", p.requests.cpu_cores), ("cpu_limit_cores", p.limits.cpu_cores),
+                                     ("memory_request_bytes", p.requests.memory_bytes), ("memory_limit_bytes", p.limits.memory_bytes)):
+                        if v is not None:
+                            t[field] += v
+        for (kind, eid, ident), values in sums.items():
+            if kind == "cluster":
+                if "cpu_cores" in values and values["cpu_allocatable_cores"]:
+                    values["cpu_allocatable_share"] = values["cpu_cores"] / values["cpu_allocatable_cores"]
+                if "memory_working_set_bytes" in values and values["memory_allocatable_bytes"]:
+                    values["memory_allocatable_share"] = values["memory_working_set_bytes"] / values["memory_allocatable_bytes"]
+            for field, v in values.items():
+                yield ts, kind, eid, dict(ident), f"{kind}.{field}", float(v)
+
+
+def _points(scrapes: list[NodeScrape], wanted: Callable[[str], bool]) -> Iterable[tuple[datetime, str, str, dict[str, str], str, float]]:
+    for s in scrapes:
+        for e in entities(s):
+            ident = {k: v for k, v in e.labels.items() if k in _IDENTITY and v}
+            eid = e.prefix[:-1]
+            for metric, v in e.metrics:
+                if v is not None and wanted(metric):
+                    yield s.timestamp, e.kind, eid, ident, metric, float(v)
+
+
+class _RollupBuilder:
+    """Accumulates node scrapes (each scrape time in one :meth:`add`) into their ``EntityRollup``s: running
+    statistics per entity, window and metric, not the samples."""
+
+    def __init__(self, *, windows: Collection[str] = ("1m", "1h"), windowed_metrics: Collection[str] | None = None) -> None:
+        self._wanted = _windowed(StreamsSettings().windowed_metrics if windowed_metrics is None else windowed_metrics)
+        self._sizes = {w: _WINDOWS[w] for w in windows}
+        # window -> (start, entity id) -> (kind, identity, metric -> running stats)
+        self._groups: dict[str, dict[tuple[int, str], tuple[str, dict[str, str], dict[str, _Acc]]]] = {w: {} for w in windows}
+
+    def add(self, scrapes: Iterable[NodeScrape]) -> None:
+        scrapes = sorted(scrapes, key=lambda s: s.timestamp)
+        for source in (_points(scrapes, self._wanted), _cluster_sums(scrapes)):
+            for ts, kind, eid, ident, metric, v in source:
+                epoch = int(ts.timestamp())
+                for window, size in self._sizes.items():
+                    key = (epoch // size * size, eid)
+                    group = self._groups[window].get(key)
+                    if group is None:
+                        group = self._groups[window][key] = (kind, ident, {})
+                    acc = group[2].get(metric)
+                    if acc is None:
+                        group[2][metric] = _Acc(v)
+                    else:
+                        acc.add(v)
+
+    def records(self) -> list[EntityRollup]:
+        """Every window seen so far (the last ones as if closed), sorted by window, window start and entity id."""
+        out = []
+        for window, size in self._sizes.items():
+            for (start, eid), (kind, ident, metrics) in sorted(self._groups[window].items()):
+                ws = datetime.fromtimestamp(start, UTC)
+                out.append(EntityRollup(
+                    entity_id=eid, kind=kind, cluster=eid.split("/", 1)[0], **ident, window=window, window_start=ws,
+                    window_end=ws + timedelta(seconds=size), metrics={m: a.stats() for m, a in metrics.items()},
+                ))
+        return out
+
+
+def entity_rollups(
+    scrapes: Iterable[NodeScrape], *, windows: Collection[str] = ("1m", "1h"), windowed_metrics: Collection[str] | None = None
+) -> list[EntityRollup]:
+    """Every ``EntityRollup`` of these scrapes: each entity's windowed metrics per tumbling window (every window
+    that has a sample, the last ones included as if closed), and the workload, namespace and cluster sums.
+
+    ``windowed_metrics`` are names as in ``streams.windowed_metrics`` (full names or a field name matching
+    every entity), by default that setting's default; the cluster-wide sums are always there. Sorted by
+    window, window start and entity id.
+    """
+    builder = _RollupBuilder(windows=windows, windowed_metrics=windowed_metrics)
+    builder.add(scrapes)
+    return builder.records()

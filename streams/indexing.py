@@ -9,7 +9,7 @@ Three layers, each usable on its own:
   rejected. A document Elasticsearch rejects (a mapping or parsing error) is
   turned into a :class:`~models.records.DeadLetter` with ES's error text.
 * :class:`Indexer` turns a batch of Kafka messages into documents (decode,
-  ``streams._documents``) and hands them to the bulk indexer; undecodable
+  ``streams.index.documents_for``) and hands them to the bulk indexer; undecodable
   messages and rejected documents go to the dead-letter sink.
 * :func:`register_indexer` adds the agent to a Faust app, and
   :func:`create_indexing_app` makes the indexing worker's own app (``kubepulse
@@ -45,11 +45,9 @@ from models.codec import decode, encode
 from models.errors import RecordError
 from models.records import DeadLetter, Record
 from models.settings import Settings
-from streams._documents import Document, documents_for, index_name
-from streams._es import ElasticsearchSetupError, async_client, install_templates
-from streams._mappings import KINDS, alias_name, field_types, index_templates
 from streams._metrics_indexing import BULK_SECONDS, DOCS_DEAD_LETTERED, DOCS_INDEXED, DOCS_RETRIED, ES_UP
 from streams.deadletter import payload_text
+from streams.index import INDEXED_KINDS, Document, ElasticsearchSetupError, async_client, documents_for, index_name, install_templates
 from streams.topics import TOPICS, TopicSpec
 
 if TYPE_CHECKING:
@@ -67,16 +65,11 @@ __all__ = [
     "register_indexer",
     "create_indexing_app",
     "ElasticsearchSetupError",
-    # The index contract, for Kibana's saved objects and anyone querying the indices:
-    "KINDS",
-    "index_templates",
-    "field_types",
-    "alias_name",
 ]
 
 log = logging.getLogger(__name__)
 
-INDEXED_TOPICS: tuple[TopicSpec, ...] = tuple(t for t in TOPICS if t.kind in KINDS)
+INDEXED_TOPICS: tuple[TopicSpec, ...] = tuple(t for t in TOPICS if t.kind in INDEXED_KINDS)
 """The topics the indexer reads: every record kind that has an index."""
 
 DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
@@ -311,6 +304,7 @@ class Indexer:
         self._own_client = client is None
         self.bulk = BulkIndexer(self.client, settings, backoff_initial=backoff_initial, backoff_max=backoff_max)
         self.dead_letter = dead_letter
+        self._rollups = settings.elasticsearch.rollups
         prefix = settings.kafka.topic_prefix
         self._specs = {spec.named(prefix): spec for spec in INDEXED_TOPICS}
         self._deadletter_topic = next(t for t in INDEXED_TOPICS if t.kind == "deadletter").named(prefix)
@@ -342,7 +336,7 @@ class Indexer:
 
         def items() -> Iterator[tuple[Origin, list[Document]] | DeadLetter]:
             for record, origin in records:
-                yield origin, documents_for(record)
+                yield origin, documents_for(record, rollups=self._rollups)
 
         return await self._run(items(), messages=len(records))
 
@@ -353,7 +347,7 @@ class Indexer:
             try:
                 if spec is None:
                     raise RecordError(f"the indexer does not read topic {m.topic!r}", error_type="unknown_topic")
-                produced = documents_for(decode(spec.value_type, m.value))
+                produced = documents_for(decode(spec.value_type, m.value), rollups=self._rollups)
             except Exception as exc:  # noqa: BLE001 - nothing escapes: a bad message becomes a dead letter
                 yield self._undecodable(m, key, exc)
                 continue

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from elasticsearch import ApiError, AsyncElasticsearch
 
 from models.settings import Settings
-from streams._mappings import KINDS
+from streams.index import INDEX_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBEPULSE = Path(sys.executable).parent / "kubepulse"
@@ -75,7 +75,7 @@ async def cleanup_es(client: AsyncElasticsearch, settings: Settings) -> None:
     names = list(resp.body)
     for i in range(0, len(names), 50):
         await client.indices.delete(index=",".join(names[i : i + 50]))
-    for kind in KINDS:
+    for kind in INDEX_KINDS:
         await client.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-{kind}")
     await client.options(ignore_status=404).cluster.delete_component_template(name=f"{prefix}-settings")
 

@@ -14,11 +14,8 @@ from collectors.simulator import Fleet
 from models.codec import decode
 from models.records import DeadLetter, EntityRollup, MetricStats, NodeScrape, QuotaScrape
 from models.settings import Settings
-from streams._documents import documents_for
-from streams._es import async_client, install_templates, sync_client
-from streams._mappings import KINDS, alias_name, field_types
 from streams._samples import full_records, node_scrape
-from streams.janitor import run_janitor
+from streams.index import INDEX_KINDS, INDEXED_KINDS, alias_name, async_client, documents_for, field_types, install_templates, run_janitor, sync_client
 from streams.topics import DEADLETTER, METRICS, QUOTAS, ROLLUPS, spec_for
 from tests.indexingutil import IndexerProcess, cleanup_es, count, indexer_env, wait_for_committed, wait_for_count
 from tests.kafkautil import consume, create_topics, produce
@@ -57,11 +54,10 @@ def _flat_mapping(props: dict, prefix: str = "") -> dict[str, str]:
 def _rollups(n: int, *, start: datetime) -> list[tuple[str, EntityRollup]]:
     out = []
     for i in range(n):
-        eid = f"c1/ns{i % 7}/pod-{i % 97}/ct#{i}"
-        ws = start + timedelta(minutes=i % 60)
+        ws = start + timedelta(hours=i % 24)
         r = EntityRollup(
-            entity_id=eid, kind="container", cluster="c1", namespace=f"ns{i % 7}", pod=f"pod-{i % 97}",
-            container="ct", window="1m", window_start=ws, window_end=ws + timedelta(minutes=1),
+            entity_id=f"c1/ns{i % 7}/pod-{i % 97}/ct{i}", kind="container", cluster="c1", namespace=f"ns{i % 7}", pod=f"pod-{i % 97}",
+            container=f"ct{i}", window="1h", window_start=ws, window_end=ws + timedelta(hours=1),
             metrics={"container.cpu_cores": MetricStats(min=0.1, max=0.3, mean=0.2, last=0.25, sum=0.8, count=4)},
         )
         out.append((r.key, r))
@@ -73,13 +69,16 @@ async def test_every_record_kind_lands_with_its_mapped_types_and_answers_range_t
 ) -> None:
     prefix = settings.kafka.topic_prefix
     records = full_records()
-    await create_topics(settings, [spec_for(k).named(prefix) for k in KINDS])
+    await create_topics(settings, [spec_for(k).named(prefix) for k in INDEXED_KINDS])
     for kind, rec in records.items():
         await produce(settings, spec_for(kind).named(prefix), [(getattr(rec, "key", None) if kind != "deadletter" else rec.source_topic, rec)])
     for kind, rec in records.items():
         await wait_for_count(es, alias_name(settings, kind), len(documents_for(rec)), proc=indexer)
+    # Index kinds, in which the records landed (the rollup, a 1h one, in rollups-1h).
+    landed = sorted({d.kind for rec in records.values() for d in documents_for(rec)}, key=INDEX_KINDS.index)
+    assert landed == [k for k in INDEX_KINDS if k != "rollups-1m"]
 
-    for kind in KINDS:
+    for kind in landed:
         mapping = await es.indices.get_mapping(index=alias_name(settings, kind))
         (body,) = mapping.body.values()
         assert body["mappings"]["dynamic"] == "strict"
@@ -103,7 +102,7 @@ async def test_every_record_kind_lands_with_its_mapped_types_and_answers_range_t
     assert {b["key"]: b["doc_count"] for b in resp["aggregations"]["apps"]["buckets"]} == {"app0": 2, "app1": 1, "app2": 1, "app3": 1}
     assert {b["key"] for b in resp["aggregations"]["ns"]["buckets"]} == {"ns0", "ns1"}
     # Times are dates: one histogram bucket per kind, at the record's event time.
-    for kind in KINDS:
+    for kind in landed:
         resp = await es.search(
             index=alias_name(settings, kind), size=0, aggs={"t": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1d"}}}
         )
@@ -163,6 +162,9 @@ async def test_janitor_deletes_indices_past_retention_and_keeps_current_ones(set
     today = datetime.now(UTC).date()
     old, edge, new = today - timedelta(days=7), today - timedelta(days=6), today
     names = [f"{p}-metrics-{d:%Y.%m.%d}" for d in (old, edge, new)] + [f"{p}-alerts-{old:%Y.%m.%d}", f"{p}-scratch"]
+    # Each rollup window has its own retention: 14 days of 1m, 400 of 1h.
+    two_weeks = today - timedelta(days=14)
+    names += [f"{p}-rollups-1m-{two_weeks:%Y.%m.%d}", f"{p}-rollups-1h-{two_weeks:%Y.%m.%d}"]
     for n in names:
         await es.indices.create(index=n)
     # Every daily index joined its kind's alias through the template.
@@ -173,16 +175,17 @@ async def test_janitor_deletes_indices_past_retention_and_keeps_current_ones(set
     result = CliRunner().invoke(_cli(), ["es", "janitor", "--dry-run"], env=env)
     assert result.exit_code == 0, result.output
     assert f"would delete {p}-metrics-{old:%Y.%m.%d}" in result.output
-    assert len((await es.indices.get(index=f"{p}-*")).body) == 5
+    assert len((await es.indices.get(index=f"{p}-*")).body) == 7
 
     client = sync_client(settings)
     try:
         report = run_janitor(client, settings)  # metrics_days=7: today and the 6 days before are kept
     finally:
         client.close()
-    assert report.delete == [f"{p}-metrics-{old:%Y.%m.%d}"]
+    gone = {f"{p}-metrics-{old:%Y.%m.%d}", f"{p}-rollups-1m-{two_weeks:%Y.%m.%d}"}
+    assert sorted(report.delete) == sorted(gone)
     remaining = set((await es.indices.get(index=f"{p}-*")).body)
-    assert remaining == set(names) - {f"{p}-metrics-{old:%Y.%m.%d}"}
+    assert remaining == set(names) - gone
 
 
 def _cli():  # noqa: ANN202 - typer app
@@ -192,7 +195,7 @@ def _cli():  # noqa: ANN202 - typer app
 
 
 async def test_naming_an_ilm_policy_on_a_cluster_without_ilm_fails_setup_with_the_fix(settings: Settings, es: AsyncElasticsearch) -> None:
-    from streams._es import ElasticsearchSetupError, ilm_running
+    from streams.index import ElasticsearchSetupError, ilm_running
 
     assert await ilm_running(es) is False  # the local server has no ILM module: the janitor's case
     with_policy = settings.model_copy(update={"elasticsearch": settings.elasticsearch.model_copy(update={"ilm_policy": "kp-90d"})})

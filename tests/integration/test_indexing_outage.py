@@ -11,8 +11,7 @@ import pytest
 
 from models.records import EntityRollup, MetricStats
 from models.settings import Settings
-from streams._es import async_client
-from streams._mappings import alias_name
+from streams.index import alias_name, async_client
 from streams.topics import ROLLUPS
 from tests.indexingutil import CuttableProxy, IndexerProcess, cleanup_es, committed, count, wait_for_committed, wait_for_count
 from tests.kafkautil import create_topics, produce
@@ -27,11 +26,10 @@ def _rollups(n: int, *, offset: int) -> list[tuple[str, EntityRollup]]:
     start = datetime(2026, 3, 1, tzinfo=UTC)
     out = []
     for i in range(offset, offset + n):
-        ws = start + timedelta(minutes=i % 120)
+        ws = start + timedelta(hours=i % 48)
         r = EntityRollup(
-            entity_id=f"c1/ns/pod-{i % 50}/ct#{i}", kind="container", cluster="c1", window="1m",
-            window_start=ws, window_end=ws + timedelta(minutes=1),
-            metrics={"container.cpu_cores": MetricStats(min=1.0, max=1.0, mean=1.0, last=1.0, sum=1.0, count=1)},
+            entity_id=f"c1/ns/pod-{i % 50}/ct{i}", kind="container", cluster="c1", window="1h", window_start=ws,
+            window_end=ws + timedelta(hours=1), metrics={"container.cpu_cores": MetricStats(min=1.0, max=1.0, mean=1.0, last=1.0, sum=1.0, count=1)},
         )
         out.append((r.key, r))
     return out
@@ -85,7 +83,7 @@ async def test_elasticsearch_unreachable_for_a_minute_pauses_indexing_and_loses_
         await wait_for_committed(settings, group, topic, 4000)
         assert await count(direct, alias) == 4000
         # Every record once: as many distinct series as documents.
-        resp = await direct.search(index=alias, size=0, aggs={"ids": {"cardinality": {"field": "kubepulse.series_id", "precision_threshold": 10000}}})
+        resp = await direct.search(index=alias, size=0, aggs={"ids": {"cardinality": {"field": "kubepulse.entity", "precision_threshold": 10000}}})
         assert resp["aggregations"]["ids"]["value"] == 4000
     finally:
         first.terminate()

@@ -12,10 +12,8 @@ from aiohttp import web
 from models.codec import encode
 from models.records import DeadLetter
 from models.settings import Settings
-from streams._documents import documents_for
-from streams._es import async_client
-from streams._mappings import alias_name
 from streams._samples import node_scrape
+from streams.index import alias_name, async_client, documents_for
 from streams.indexing import Indexer, SourceMessage
 from streams.topics import METRICS
 from tests.indexingutil import cleanup_es, count

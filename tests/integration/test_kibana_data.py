@@ -4,8 +4,12 @@ The data is real pipeline output, not hand-made documents: a simulated fleet
 (collectors.simulator, its node scrapes and ResourceQuotas) goes through the worker's own Pipeline (windows,
 detectors, the default rule pack with the predictive rules' timing shortened
 so a 10-minute run can fire them), its events through the rule engine, and
-every record through the indexing engineer's document builder into this
-test's indices (templates installed by ``streams._es.install_templates``).
+every record through the index contract's document builder into this
+test's indices (templates installed by ``streams.index.install_templates``).
+The kubepulse.rollups.v2 records are the Pipeline's too (each node's windows,
+closed at the end as a forgotten node's are), and the cluster-wide workload,
+namespace and cluster sums come from its partials through the worker's own
+``streams.aggregates.ClusterAggregator``.
 Notifications are built the way the dispatcher reports deliveries (one per
 firing alert), and one dead letter comes from a real decode failure.
 """
@@ -26,15 +30,15 @@ from collectors.simulator import Fleet, IncidentPlan
 from kibana import build
 from kibana._specs import Panel
 from kibana._translate import rows, saved_search_body, search_body
-from kibana.catalog import DASHBOARDS, SEARCHES, all_panels
+from kibana.catalog import DASHBOARDS, DATA_VIEW_KINDS, SEARCHES, all_panels
 from kibana.saved_objects import data_view_title
 from models.codec import decode
 from models.errors import RecordError
-from models.records import AlertTransition, NodeScrape, Notification, QuotaScrape, Record
+from models.records import AlertTransition, EntityRollup, NodeScrape, Notification, QuotaScrape, Record
 from models.settings import Settings, load_settings
-from streams._documents import documents_for, index_name
-from streams._es import async_client, install_templates
+from streams.aggregates import ClusterAggregator
 from streams.deadletter import dead_letter
+from streams.index import async_client, documents_for, index_name, install_templates
 from streams.pipeline import Pipeline
 from streams.rules import RuleEngine, default_rules_path
 from tests.indexingutil import cleanup_es
@@ -73,16 +77,27 @@ def fleet_records(settings: Settings, start: datetime) -> list[Record]:
     engine = RuleEngine.from_settings(settings)
     pipeline = Pipeline(settings, engine=engine)
     states: dict[str, Any] = {}
+    clusters: dict[str, ClusterAggregator] = {}
     out: list[Record] = []
+
+    def rollups_of(cluster: str, o: Any) -> list[EntityRollup]:
+        agg = clusters.setdefault(cluster, ClusterAggregator(cluster, grace_s=settings.streams.window_grace_s))
+        return [*o.rollups, *(r for p in o.partials for r in agg.add(EntityRollup.model_validate_json(p)))]
+
     for i in range(STEPS):
         scrapes, events, incidents = fleet.step(start + timedelta(seconds=i * INTERVAL_S))
         out += [*scrapes, *events, *incidents, *fleet.quotas()]
         for s in scrapes:
             st = states.setdefault(s.key, pipeline.new_state(s.key))
             o = pipeline.process(st, s)
-            out += [*o.rollups, *o.anomalies, *o.transitions]
+            out += [*o.anomalies, *o.transitions, *rollups_of(s.cluster, o)]
         for e in events:
             out += engine.observe_event(e)
+    # The end of the run: every node's open windows (its open hour too) close, then the clusters' sums.
+    for key, st in states.items():
+        out += rollups_of(key.split("/", 1)[0], pipeline.flush(st))
+    for agg in clusters.values():
+        out += agg.flush()
     firing = [r for r in out if isinstance(r, AlertTransition) and r.status == "firing"]
     for n, a in enumerate(firing):
         receiver = "oncall-pagerduty" if a.labels.get("severity") == "critical" else "team-slack"
@@ -125,7 +140,9 @@ async def index_records(client: AsyncElasticsearch, settings: Settings, records:
 @pytest.fixture(scope="module")
 def window() -> tuple[datetime, str, str]:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=STEPS * INTERVAL_S)
-    return start, (start - timedelta(minutes=1)).isoformat(), (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    # From the start of the hour: the 1-hour rollups are stamped with their window's start.
+    since = start.replace(minute=0, second=0) - timedelta(minutes=1)
+    return start, since.isoformat(), (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +280,59 @@ async def test_quota_panels_show_the_namespace_the_simulator_runs_close_to_its_q
     top = await _run(client, settings, panels["quota-top-namespaces"], start, end)
     best = max(top, key=lambda r: r["Used of hard (max)"])
     assert (best["kubernetes.namespace"], best["kubernetes.resourcequota.resource"]) == ("shop", "requests.memory")
+
+
+async def test_rollup_panels_show_the_rollup_statistics_of_the_indexed_v2_documents(fleet_es, window) -> None:
+    client, settings, records = fleet_es
+    _, start, end = window
+    panels = {p.key: p for p in all_panels()}
+    sums = {(r.entity_id + "/", r.window_start): r for r in records if isinstance(r, EntityRollup) and r.kind == "namespace" and r.window == "1m"}
+    got = await _run(client, settings, panels["namespace-cpu"], start, end)
+    assert got
+    for row in got:
+        if row["kubepulse.entity"] == "__other__":
+            continue
+        at = datetime.fromisoformat(row["@timestamp"].replace("Z", "+00:00"))
+        # One document per cluster, namespace and minute: the minute bucket is that document's mean (none in a
+        # minute of first scrapes, which have no CPU rate yet).
+        stats = sums[(row["kubepulse.entity"], at)].metrics.get("namespace.cpu_cores")
+        assert row["CPU used (cores)"] == (None if stats is None else pytest.approx(stats.mean))
+    hourly = await _run(client, settings, panels["namespace-hourly"], start, end)
+    hours = [r for r in records if isinstance(r, EntityRollup) and r.kind == "namespace" and r.window == "1h"]
+    assert len(hourly) == len({(r.cluster, r.namespace) for r in hours})
+    peak = {(r.cluster, r.namespace): max(h.metrics["namespace.cpu_cores"].max for h in hours
+                                          if (h.cluster, h.namespace) == (r.cluster, r.namespace) and "namespace.cpu_cores" in h.metrics)
+            for r in hours}
+    for row in hourly:
+        assert row["CPU used (peak scrape)"] == pytest.approx(peak[(row["orchestrator.cluster.name"], row["kubernetes.namespace"])])
+
+
+async def test_on_a_fresh_install_every_data_view_resolves_every_field_its_panels_use(stack: dict[str, str]) -> None:
+    """`kubepulse es setup` with no document anywhere: Kibana's field list (field_caps) must already hold every field."""
+    from streams.index import create_first_indices
+
+    run = f"kp-test-{int(time.time() * 1000) % 10**10:010d}-fresh"
+    settings = load_settings(elasticsearch={"index_prefix": run})
+    client = async_client(settings)
+    try:
+        await install_templates(client, settings)
+        created = await create_first_indices(client, settings)
+        assert len(created) == len(DATA_VIEW_KINDS)
+        assert await create_first_indices(client, settings) == []  # once per kind
+        used: dict[str, set[str]] = {}
+        for p in all_panels():
+            used.setdefault(p.kind, set()).update(p.fields())
+        for s in SEARCHES:
+            used.setdefault(s.kind, set()).update(s.fields())
+        for d in DASHBOARDS:
+            used.setdefault(d.control_kind, set()).update(f for f, _ in d.controls)
+        problems = []
+        for kind in DATA_VIEW_KINDS:
+            title = data_view_title(run, kind)
+            assert (await client.count(index=title))["count"] == 0
+            caps = (await client.field_caps(index=title, fields="*")).body["fields"]
+            problems += [f"{kind}: {f}" for f in sorted(used.get(kind, set()) | {"@timestamp"}) if f not in caps]
+        assert not problems, "fields Kibana would not find:\n" + "\n".join(problems)
+    finally:
+        await cleanup_es(client, settings)
+        await client.close()

@@ -94,13 +94,13 @@ def test_rejected_objects_are_listed_by_id_and_exit_non_zero(kibana: FakeKibana)
 
 
 def test_missing_references_reported_by_kibana_name_the_missing_objects(kibana: FakeKibana) -> None:
-    lens = next(o for o in OBJECTS if o["type"] == "lens")
+    search = next(o for o in OBJECTS if o["type"] == "search")
     prov = Provisioner(kibana.url)
     with pytest.raises(KibanaImportError) as err:
-        prov.import_objects([lens])
+        prov.import_objects([search])
     (e,) = err.value.errors
-    assert (e.type, e.id, e.kind) == ("lens", lens["id"], "missing_references")
-    assert e.missing == (f"index-pattern {lens['references'][0]['id']}",)
+    assert (e.type, e.id, e.kind) == ("search", search["id"], "missing_references")
+    assert e.missing == tuple(f"{r['type']} {r['id']}" for r in search["references"])
 
 
 @pytest.mark.parametrize("kibana", [{"unavailable_polls": 10**6}], indirect=True)
@@ -142,7 +142,7 @@ def test_a_file_with_a_dangling_reference_is_refused_before_anything_is_sent(kib
     path.write_text(to_ndjson([dash]))
     code, out = _cli("--url", kibana.url, "--file", str(path))
     assert code == 2
-    assert f"dashboard {dash['id']}: reference 1:panel_1 -> lens" in out
+    assert f"dashboard {dash['id']}: reference 2:indexpattern-datasource-layer-" in out and "-> index-pattern kubepulse-dataview-metrics" in out
     assert kibana.requests == []
 
 

@@ -12,9 +12,10 @@ from collectors.simulator import Fleet
 from kubepulse.cli import app
 from models._fingerprint import fingerprint
 from models.codec import encode
-from models.records import AlertTransition, Anomaly, KubeEvent, ObjectRef, Record
+from models.records import AlertTransition, Anomaly, EntityRollup, KubeEvent, ObjectRef, Record
 from models.settings import Settings
-from streams._es import async_client
+from streams._samples import entity_rollups
+from streams.index import async_client
 from streams.indexing import Indexer, SourceMessage
 from streams.topics import spec_for
 from tests.indexingutil import cleanup_es
@@ -34,12 +35,14 @@ def _alert(name: str, labels: dict[str, str], *, status: str, seq: int, at: date
 
 @pytest.fixture
 async def indexed(stack: dict[str, str], settings: Settings) -> AsyncIterator[dict[str, object]]:
-    """Two clusters' scrapes over two minutes, one active and one resolved alert, an anomaly, a warning event."""
+    """Two clusters' scrapes over two minutes and their rollups, one active and one resolved alert, an anomaly, a warning event."""
     fleet = Fleet(clusters=2, nodes_per_cluster=2, pods_per_node=3, seed=5, incidents="none", restart_every_s=None, rollout_every_s=None)
     records: list[Record] = []
     for k in range(STEPS):
         scrapes, _, _ = fleet.step(NOW - timedelta(seconds=15 * (STEPS - 1 - k)))
         records += scrapes
+    rollups = entity_rollups([r for r in records if not isinstance(r, EntityRollup)])
+    records += rollups
     clusters = [c.name for c in fleet.cluster_states]
     node = fleet.cluster_states[0].nodes[0].name
     pod = fleet.cluster_states[1].nodes[0].pods[0]
@@ -64,7 +67,7 @@ async def indexed(stack: dict[str, str], settings: Settings) -> AsyncIterator[di
     indexer = Indexer(settings, dead_letter=dead_letter, client=client)
     try:
         await indexer.setup()
-        kinds = {"NodeScrape": "metrics", "AlertTransition": "alerts", "Anomaly": "anomalies", "KubeEvent": "events"}
+        kinds = {"NodeScrape": "metrics", "AlertTransition": "alerts", "Anomaly": "anomalies", "KubeEvent": "events", "EntityRollup": "rollups"}
         msgs = [
             SourceMessage(spec_for(kinds[type(r).__name__]).named(prefix), 0, i, r.key.encode(), encode(r))
             for i, r in enumerate(records)
@@ -73,7 +76,7 @@ async def indexed(stack: dict[str, str], settings: Settings) -> AsyncIterator[di
         assert letters == [] and report.indexed == report.documents > 0
         await client.indices.refresh(index=f"{settings.elasticsearch.index_prefix}-*")
         pods = sum(len(n.pods) for c in fleet.cluster_states for n in c.nodes)
-        yield {"clusters": clusters, "node": node, "pods": pods}
+        yield {"clusters": clusters, "node": node, "pods": pods, "rollups": rollups}
     finally:
         await cleanup_es(client, settings)
         await client.close()
@@ -127,7 +130,7 @@ async def test_live_view_redraws_until_stopped_and_fits_a_40_line_terminal(setti
     from rich.console import Console
 
     from kubepulse._top import TopOptions, render_frame, fetch_frame, run_top
-    from streams._es import sync_client
+    from streams.index import sync_client
 
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=200, height=40)
@@ -147,3 +150,28 @@ async def test_live_view_redraws_until_stopped_and_fits_a_40_line_terminal(setti
         client.close()
     lines = Console(file=io.StringIO(), width=200).render_lines(render_frame(frame, height=40), pad=False)
     assert len(lines) <= 40
+
+
+async def test_namespace_sparklines_come_from_the_namespace_minute_rollups(settings: Settings, indexed: dict) -> None:
+    import asyncio
+
+    from kubepulse._top import TopOptions, fetch_frame
+    from streams.index import sync_client
+
+    client = sync_client(settings)
+    try:
+        frame = await asyncio.to_thread(fetch_frame, client, settings, TopOptions())
+    finally:
+        client.close()
+    assert frame.history_source == "rollups-1m"
+    sums = {(r.cluster, r.namespace, r.window_start): r for r in indexed["rollups"] if r.kind == "namespace" and r.window == "1m"}
+    assert frame.namespaces
+    for row in frame.namespaces:
+        mine = sorted((k[2], r) for k, r in sums.items() if k[:2] == (row.cluster, row.namespace))
+        # One value per minute with a rollup, in time order: the window's mean of the namespace's summed pods.
+        got = [v for v in row.cpu_history if v is not None]
+        assert got == pytest.approx([r.metrics["namespace.cpu_cores"].mean for _, r in mine if "namespace.cpu_cores" in r.metrics])
+        assert [v for v in row.memory_history if v is not None] == pytest.approx(
+            [r.metrics["namespace.memory_working_set_bytes"].mean for _, r in mine]
+        )
+    assert "(1-minute rollups)" in _top(settings)

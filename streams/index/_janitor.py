@@ -1,5 +1,8 @@
 """Retention: deletes daily indices older than ``retention.<kind>_days``, reading the day from the index name.
 
+Each rollup window is its own index kind with its own retention
+(``retention.rollups_1m_days``, ``retention.rollups_1h_days``).
+
 ILM is not assumed (a minimal Elasticsearch, like the local stack's, has
 none). Where a cluster has it and ``elasticsearch.ilm_policy`` is set, the
 templates attach the policy and every index that carries
@@ -9,16 +12,16 @@ lifecycle policy manages.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from elasticsearch import Elasticsearch
 
 from models.settings import Settings
-from streams._mappings import KINDS
+from streams.index._documents import parse_index_name
+from streams.index._fields import INDEX_KINDS
 
-__all__ = ["JanitorReport", "plan", "run_janitor"]
+__all__ = ["JanitorReport", "retention_plan", "run_janitor", "retention_days"]
 
 
 @dataclass(slots=True)
@@ -31,12 +34,22 @@ class JanitorReport:
     dry_run: bool = False
 
 
+def retention_days(settings: Settings, kind: str) -> int:
+    """Days an index kind is kept: ``retention.<kind>_days`` (``rollups-1h`` reads ``rollups_1h_days``).
+
+    >>> from models.settings import load_settings
+    >>> retention_days(load_settings(), "rollups-1m"), retention_days(load_settings(), "rollups-1h")
+    (14, 400)
+    """
+    return getattr(settings.retention, f"{kind.replace('-', '_')}_days")
+
+
 def _cutoffs(settings: Settings, today: date) -> dict[str, date]:
     """Per kind, the oldest day kept: ``metrics_days=7`` keeps today and the 6 days before."""
-    return {kind: today - timedelta(days=getattr(settings.retention, f"{kind}_days") - 1) for kind in KINDS}
+    return {kind: today - timedelta(days=retention_days(settings, kind) - 1) for kind in INDEX_KINDS}
 
 
-def plan(indices: dict[str, str | None], settings: Settings, *, today: date) -> JanitorReport:
+def retention_plan(indices: dict[str, str | None], settings: Settings, *, today: date) -> JanitorReport:
     """Sort ``indices`` (name to its ``index.lifecycle.name`` or None) into delete, keep and managed.
 
     Names that are not ``<prefix>-<kind>-YYYY.MM.DD`` are not kubepulse's daily
@@ -44,26 +57,22 @@ def plan(indices: dict[str, str | None], settings: Settings, *, today: date) -> 
 
     >>> from models.settings import load_settings
     >>> s = load_settings(elasticsearch={"index_prefix": "kp"}, retention={"metrics_days": 2})
-    >>> r = plan({"kp-metrics-2026.03.08": None, "kp-metrics-2026.03.09": None, "kp-metrics-2026.03.10": None,
+    >>> r = retention_plan({"kp-metrics-2026.03.08": None, "kp-metrics-2026.03.09": None, "kp-metrics-2026.03.10": None,
     ...           "kp-other-2026.01.01": None}, s, today=date(2026, 3, 10))
     >>> r.delete, r.keep
     (['kp-metrics-2026.03.08'], ['kp-metrics-2026.03.09', 'kp-metrics-2026.03.10'])
     """
-    prefix = re.escape(settings.elasticsearch.index_prefix)
-    pattern = re.compile(rf"^{prefix}-({'|'.join(KINDS)})-(\d{{4}})\.(\d{{2}})\.(\d{{2}})$")
+    prefix = settings.elasticsearch.index_prefix
     cutoffs = _cutoffs(settings, today)
     report = JanitorReport()
     for name in sorted(indices):
-        m = pattern.match(name)
-        if not m:
+        parsed = parse_index_name(prefix, name)
+        if parsed is None:
             continue
-        try:
-            day = date(int(m[2]), int(m[3]), int(m[4]))
-        except ValueError:
-            continue  # not a real day: not an index we made
+        kind, day = parsed
         if indices[name]:
             report.managed.append(name)
-        elif day < cutoffs[m[1]]:
+        elif day < cutoffs[kind]:
             report.delete.append(name)
         else:
             report.keep.append(name)
@@ -82,7 +91,7 @@ def run_janitor(client: Elasticsearch, settings: Settings, *, dry_run: bool = Fa
     indices = {name: None for name in names}
     for name, body in managed.items():
         indices[name] = body.get("settings", {}).get("index", {}).get("lifecycle", {}).get("name")
-    report = plan(indices, settings, today=today or datetime.now(UTC).date())
+    report = retention_plan(indices, settings, today=today or datetime.now(UTC).date())
     report.dry_run = dry_run
     if not dry_run:
         # In groups, so a long list never exceeds the URL length limit.

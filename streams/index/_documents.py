@@ -1,11 +1,15 @@
-"""Records to Elasticsearch documents: the field table of ``streams._mappings`` made fast, plus ids and index names.
+"""Records to Elasticsearch documents: the field table of ``streams.index._fields`` made fast, plus ids and index names.
 
 A node scrape becomes one document per entity (node, pod, container,
-volume), a ResourceQuota one per resource it limits; every other record
-becomes one document. Each document's ``_id`` is
-a hash of what identifies the record (cluster, entity or series, event time,
-kind), so indexing the same record twice (a replay after a crash or a
-rebalance) overwrites the same document instead of adding one.
+volume), a ResourceQuota one per resource it limits, an entity rollup one
+document in its window's index (if that window and entity kind are indexed,
+``elasticsearch.rollups``); every other record becomes one document. Each
+document's ``_id`` is derived from what identifies the record (cluster,
+entity or series, event time, kind), so indexing the same record twice (a
+replay after a crash or a rebalance) overwrites the same document instead of
+adding one. The time-series documents (metrics, rollups) get
+:func:`series_doc_id`: a hash of the entity followed by the time, so the ids of
+one entity share a prefix and cost a few bytes each in the sorted index.
 
 Documents use dotted keys (``{"kubernetes.pod.name": "cart-1"}``):
 Elasticsearch expands them into the mapped objects, and a flat dict is the
@@ -14,9 +18,11 @@ cheapest thing Python can build per entity.
 
 from __future__ import annotations
 
+import base64
 import hashlib
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
 from models.records import (
@@ -33,13 +39,34 @@ from models.records import (
     Record,
 )
 from models.series import quota_entities
-from streams._mappings import DATE, KIND_FIELDS, KINDS, METRICSET_FIELDS, Derived, Entry, Field
+from models.settings import ElasticsearchSettings
+from streams.index._fields import (
+    DATE,
+    FLOAT,
+    INDEX_KINDS,
+    INDEXED_KINDS,
+    KIND_FIELDS,
+    METRICSET_FIELDS,
+    ROLLUP_FIELDS,
+    ROLLUP_METRICS,
+    ROLLUP_STATS,
+    SHARE,
+    Derived,
+    Entry,
+    Field,
+    Stat,
+    rollup_field,
+    rollup_index_kind,
+)
 
-__all__ = ["Document", "documents_for", "index_name", "doc_id", "kind_of"]
+__all__ = ["Document", "documents_for", "index_name", "parse_index_name", "doc_id", "series_doc_id", "kind_of", "DEFAULT_ROLLUPS"]
+
+DEFAULT_ROLLUPS: Mapping[str, Collection[str]] = ElasticsearchSettings().rollups
+"""Which rollups are indexed when the caller does not say: ``elasticsearch.rollups``' default."""
 
 
 class Document(NamedTuple):
-    """One document to index: its kind, the UTC day of its event time (``YYYY.MM.DD``), ``_id`` and body."""
+    """One document to index: its index kind, the UTC day of its event time (``YYYY.MM.DD``), ``_id`` and body."""
 
     kind: str
     day: str
@@ -47,15 +74,15 @@ class Document(NamedTuple):
     body: dict[str, Any]
 
 
-_KIND_OF: dict[type[Record], str] = {cls: kind for kind, cls in RECORD_TYPES.items() if kind in KINDS}
+_KIND_OF: dict[type[Record], str] = {cls: kind for kind, cls in RECORD_TYPES.items() if kind in INDEXED_KINDS}
 
 
 def kind_of(record: Record) -> str:
-    """The index kind of a record (``metrics`` for a :class:`NodeScrape`)."""
+    """The record kind of an indexed record (``metrics`` for a :class:`NodeScrape`, ``rollups`` for an entity rollup)."""
     try:
         return _KIND_OF[type(record)]
     except KeyError:
-        raise TypeError(f"{type(record).__name__} records are not indexed; indexed kinds: {', '.join(KINDS)}") from None
+        raise TypeError(f"{type(record).__name__} records are not indexed; indexed kinds: {', '.join(INDEXED_KINDS)}") from None
 
 
 def index_name(prefix: str, kind: str, day: str) -> str:
@@ -67,6 +94,28 @@ def index_name(prefix: str, kind: str, day: str) -> str:
     return f"{prefix}-{kind}-{day}"
 
 
+_INDEX_NAME = re.compile(rf"-({'|'.join(map(re.escape, INDEX_KINDS))})-(\d{{4}})\.(\d{{2}})\.(\d{{2}})$")
+
+
+def parse_index_name(prefix: str, name: str) -> tuple[str, date] | None:
+    """(index kind, day) of one of kubepulse's daily indices, None for any other name (or an impossible day).
+
+    >>> parse_index_name("kp", "kp-rollups-1h-2026.03.01")
+    ('rollups-1h', datetime.date(2026, 3, 1))
+    >>> parse_index_name("kp", "kp-other-2026.03.01"), parse_index_name("kp", "kpx-metrics-2026.03.01")
+    (None, None)
+    """
+    if not name.startswith(prefix):
+        return None
+    m = _INDEX_NAME.match(name, len(prefix))
+    if m is None:
+        return None
+    try:
+        return m[1], date(int(m[2]), int(m[3]), int(m[4]))
+    except ValueError:
+        return None  # not a real day: not an index we made
+
+
 def doc_id(*parts: object) -> str:
     """A stable 128-bit id of the parts (blake2b, hex): the same record always gets the same id.
 
@@ -75,6 +124,24 @@ def doc_id(*parts: object) -> str:
     (32, True)
     """
     return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+
+
+def series_doc_id(key: str, ts: datetime) -> str:
+    """The id of a time-series document: 9 bytes of hash of ``key`` (the entity), then the time in ms, base64url.
+
+    20 characters; one entity's ids share their first 12, so in an index sorted by entity the id terms and
+    stored ids compress to a few bytes per document (a random 32-character hash costs ~30). The time wraps
+    every 8,919 years, so no two documents of one entity in one index share an id.
+
+    >>> from datetime import timezone
+    >>> a = series_doc_id("c1/shop/cart-1/-/", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    >>> b = series_doc_id("c1/shop/cart-1/-/", datetime(2026, 1, 1, 0, 0, 15, tzinfo=timezone.utc))
+    >>> len(a), a[:12] == b[:12], a == b
+    (20, True, False)
+    """
+    head = hashlib.blake2b(key.encode(), digest_size=9).digest()
+    ms = round(ts.timestamp() * 1000) % 2**48
+    return base64.urlsafe_b64encode(head + ms.to_bytes(6, "big")).decode()
 
 
 def _day(ts: datetime) -> str:
@@ -117,6 +184,12 @@ def _path_getter(path: str) -> Callable[[Any], Any]:
     return walk
 
 
+def _rounded(v: float) -> float:
+    # What a float doc value keeps (7 significant digits) needs no more in _source: shares and rates to
+    # a millionth take 8-12 characters where a full double takes 18, and compress far better.
+    return round(v, 6)
+
+
 def _compile_field(e: Field) -> _Getter:
     root, rel = "record", e.src
     for prefix, name in _ROOTS:
@@ -125,6 +198,8 @@ def _compile_field(e: Field) -> _Getter:
             break
     get = _path_getter(rel)
     convert = e.convert
+    if e.type in (SHARE, FLOAT):
+        convert = _rounded if convert is None else (lambda v, c=convert: _rounded(c(v)))
     is_date = e.type == DATE
 
     def getter(ctx: dict[str, Any]) -> Any:
@@ -142,6 +217,13 @@ def _compile_field(e: Field) -> _Getter:
 
 def _compile_derived(e: Derived) -> _Getter:
     fn = e.fn
+    if e.type in (SHARE, FLOAT):
+
+        def rounded(ctx: dict[str, Any]) -> Any:
+            v = fn(ctx)
+            return None if v is None else _rounded(v)
+
+        return rounded
     if e.type != DATE:
         return fn
 
@@ -153,10 +235,12 @@ def _compile_derived(e: Derived) -> _Getter:
 
 
 def _compile(entries: Iterable[Entry]) -> tuple[tuple[str, _Getter], ...]:
-    return tuple((e.es, _compile_field(e) if isinstance(e, Field) else _compile_derived(e)) for e in entries)
+    return tuple(
+        (e.es, _compile_field(e) if isinstance(e, Field) else _compile_derived(e)) for e in entries if not isinstance(e, Stat)
+    )
 
 
-def _scope(e: Entry) -> str:
+def _scope(e: Field | Derived) -> str:
     if isinstance(e, Derived):
         return e.scope
     for prefix, root in _ROOTS:
@@ -167,11 +251,14 @@ def _scope(e: Entry) -> str:
 
 def _by_scope(entries: list[Entry]) -> dict[str, tuple[tuple[str, _Getter], ...]]:
     """The entries compiled and split by scope, so shared parts are built once per scrape or pod."""
-    return {scope: _compile(e for e in entries if _scope(e) == scope) for scope in ("record", "pod", "self")}
+    return {
+        scope: _compile(e for e in entries if not isinstance(e, Stat) and _scope(e) == scope) for scope in ("record", "pod", "self")
+    }
 
 
 _METRICSETS = {ms: _by_scope(entries) for ms, entries in METRICSET_FIELDS.items()}
 _KINDS = {kind: _compile(entries) for kind, entries in KIND_FIELDS.items()}
+_ROLLUP = _compile(ROLLUP_FIELDS)
 
 
 def _build(compiled: tuple[tuple[str, _Getter], ...], ctx: dict[str, Any], doc: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -189,7 +276,6 @@ def _build(compiled: tuple[tuple[str, _Getter], ...], ctx: dict[str, Any], doc: 
 
 
 def _metrics(s: NodeScrape) -> list[Document]:
-    ts = s.timestamp.isoformat()
     day = _day(s.timestamp)
     c = s.cluster
     ctx: dict[str, Any] = {"record": s, "node": s.node_stats, "pod": None, "self": s.node_stats}
@@ -199,7 +285,8 @@ def _metrics(s: NodeScrape) -> list[Document]:
     ctx["entity"] = entity
     node_set = _METRICSETS["node"]
     node_doc = _build(node_set["self"], ctx, _build(node_set["pod"], ctx, _build(node_set["record"], ctx)))
-    out = [Document("metrics", day, doc_id("node", entity, ts), node_doc)]
+    when = s.timestamp
+    out = [Document("metrics", day, series_doc_id(entity, when), node_doc)]
     sets = {ms: _METRICSETS[ms] for ms in ("pod", "volume", "container")}
     # What every document of the scrape shares, built once per scrape.
     scrape_part = {ms: _build(parts["record"], ctx) for ms, parts in sets.items()}
@@ -209,19 +296,19 @@ def _metrics(s: NodeScrape) -> list[Document]:
         ctx["pod"] = ctx["self"] = p
         ctx["entity"] = entity = pod_prefix + "-/"
         doc = _build(pod_parts["pod"], ctx, dict(scrape_part["pod"]))
-        out.append(Document("metrics", day, doc_id("pod", entity, ts), _build(pod_parts["self"], ctx, doc)))
+        out.append(Document("metrics", day, series_doc_id(entity, when), _build(pod_parts["self"], ctx, doc)))
         if p.volumes:
             shared = _build(vol_parts["pod"], ctx, dict(scrape_part["volume"]))
             for v in p.volumes:
                 ctx["self"] = v
                 ctx["entity"] = entity = f"{pod_prefix}volume:{v.name}/"
-                out.append(Document("metrics", day, doc_id("volume", entity, ts), _build(vol_parts["self"], ctx, dict(shared))))
+                out.append(Document("metrics", day, series_doc_id(entity, when), _build(vol_parts["self"], ctx, dict(shared))))
         if p.containers:
             shared = _build(ct_parts["pod"], ctx, dict(scrape_part["container"]))
             for ct in p.containers:
                 ctx["self"] = ct
                 ctx["entity"] = entity = f"{pod_prefix}{ct.name}/"
-                out.append(Document("metrics", day, doc_id("container", entity, ts), _build(ct_parts["self"], ctx, dict(shared))))
+                out.append(Document("metrics", day, series_doc_id(entity, when), _build(ct_parts["self"], ctx, dict(shared))))
     return out
 
 
@@ -266,26 +353,30 @@ def _events(r: KubeEvent) -> list[Document]:
     return _one("events", r, ts, r.cluster, r.uid, r.resource_version, r.count, r.last_seen or r.first_seen)
 
 
-_LEVEL = {"workload": "workload", "namespace": "namespace", "cluster": "cluster"}
+def _stat_fields(metric: str) -> tuple[tuple[str, str], ...]:
+    """(document field, MetricStats attribute) of each statistic of ``metric``."""
+    root = rollup_field(metric)
+    return tuple((f"{root}.{leaf}", attr) for leaf, attr in ROLLUP_STATS)
 
 
-def _rollups(r: EntityRollup) -> list[Document]:
-    """One document per metric of the entity's window (the per-series layout of the rollups index).
+# Computed once for the metrics the mapping knows; a name it does not know is spelled out per record (and its
+# document refused by the strict mapping, so dead-lettered with Elasticsearch's reason), never cached.
+_STAT_FIELDS = {m: _stat_fields(m) for m in ROLLUP_METRICS}
 
-    An interim bridge from kubepulse.rollups.v2 (one record per entity) to the index layout Kibana and
-    ``kubepulse top`` read today; the per-entity documents replace it.
-    """
-    from types import SimpleNamespace
 
-    out: list[Document] = []
-    for metric, st in r.metrics.items():
-        row = SimpleNamespace(series_id=f"{r.entity_id}/{metric}", level=_LEVEL.get(r.kind, "series"), metric=metric,
-                              cluster=r.cluster, node=r.node, namespace=r.namespace, workload=r.workload, pod=r.pod,
-                              container=r.container, window=r.window, window_start=r.window_start,
-                              window_end=r.window_end, min=st.min, max=st.max, mean=st.mean, last=st.last, sum=st.sum,
-                              count=st.count)
-        out += _one("rollups", row, r.window_start, row.series_id, r.window, r.window_start.isoformat())  # type: ignore[arg-type]
-    return out
+def _rollups(r: EntityRollup, rollups: Mapping[str, Collection[str]]) -> list[Document]:
+    if r.kind not in rollups.get(r.window, ()):
+        return []
+    body = _build(_ROLLUP, {"record": r})
+    count = body["kubepulse.rollup.count"]
+    for metric, stats in r.metrics.items():
+        for es, attr in _STAT_FIELDS.get(metric) or _stat_fields(metric):
+            body[es] = getattr(stats, attr)
+        if stats.count != count:
+            body[f"{rollup_field(metric)}.count"] = stats.count
+    # One entity has a 1m and a 1h window starting at the same minute: the window is part of the identity.
+    doc_id_ = series_doc_id(f"{r.entity_id}/{r.window}", r.window_start)
+    return [Document(rollup_index_kind(r.window), _day(r.window_start), doc_id_, body)]
 
 
 def _anomalies(r: Anomaly) -> list[Document]:
@@ -317,7 +408,6 @@ _BUILDERS: dict[type[Record], Callable[[Any], list[Document]]] = {
     NodeScrape: _metrics,
     KubeEvent: _events,
     QuotaScrape: _quotas,
-    EntityRollup: _rollups,
     Anomaly: _anomalies,
     AlertTransition: _alerts,
     Notification: _notifications,
@@ -326,8 +416,11 @@ _BUILDERS: dict[type[Record], Callable[[Any], list[Document]]] = {
 }
 
 
-def documents_for(record: Record) -> list[Document]:
+def documents_for(record: Record, *, rollups: Mapping[str, Collection[str]] | None = None) -> list[Document]:
     """The documents one record becomes (one per entity for a node scrape, one per resource for a quota, else one).
+
+    ``rollups`` (``elasticsearch.rollups``: window to the entity kinds indexed) decides whether an
+    :class:`~models.records.EntityRollup` becomes a document or none; the default is the settings' default.
 
     >>> from datetime import datetime, timezone
     >>> from models.records import NodeScrape, PodSample, ContainerSample
@@ -341,8 +434,10 @@ def documents_for(record: Record) -> list[Document]:
     >>> documents_for(s)[2].id == docs[2].id
     True
     """
+    if type(record) is EntityRollup:
+        return _rollups(record, DEFAULT_ROLLUPS if rollups is None else rollups)
     try:
         build = _BUILDERS[type(record)]
     except KeyError:
-        raise TypeError(f"{type(record).__name__} records are not indexed; indexed kinds: {', '.join(KINDS)}") from None
+        raise TypeError(f"{type(record).__name__} records are not indexed; indexed kinds: {', '.join(INDEXED_KINDS)}") from None
     return build(record)

@@ -1,9 +1,9 @@
-"""The Elasticsearch field table: which record field becomes which document field, of which type.
+"""The Elasticsearch field table: which record field becomes which document field, of which type, in which index.
 
 This table is the one place where documents are described. The index
 templates (:func:`index_templates`), the field types Kibana's saved objects
 are checked against (:func:`field_types`) and the documents themselves
-(``streams._documents``) are all generated from it, and a unit test walks the
+(``streams.index._documents``) are all generated from it, and a unit test walks the
 pydantic records to prove every record field is either mapped here or listed
 in :data:`EXCLUDED` with the reason.
 
@@ -16,7 +16,7 @@ kubernetes module names for the measurements, *where the unit matches*:
   quantity in nanocores, so it is stored as ``round(cores * 1e9)`` (a long) and
   Kibana's Metricbeat visualisations work unchanged.
 * Shares: Metricbeat's ``*.pct`` fields are fractions (0.5 is half), exactly
-  our ``*_share``; stored as ``double`` (Metricbeat's ``scaled_float`` lives
+  our ``*_share``; stored as ``float`` (Metricbeat's ``scaled_float`` lives
   in the mapper-extras module, which a minimal server such as the local
   stack's lacks). Unlike Metricbeat, a missing limit gives no ``limit.pct``
   (never a silent fallback to the node).
@@ -32,13 +32,26 @@ kubernetes module names for the measurements, *where the unit matches*:
   ``type: hard|used``); ours is one document per quota and resource holding
   both, laid out like a filesystem's (``used.value``, ``hard.value`` and
   ``used.pct`` = used / hard), so the share needs no scripting in Lens.
+* Rollups (``kubepulse.rollups.v2``): one document per entity and window, the
+  ECS identity of the entity plus, per metric, ``<root>.min|max|avg|last|sum``
+  (:func:`rollup_field`: ``container.cpu_cores`` -> ``kubernetes.container.cpu_cores``)
+  and one ``kubepulse.rollup.count`` (samples in the window; a metric with fewer
+  also gets its own ``<root>.count``). The field list is derived from the metric
+  names of ``models.series``, so a new metric needs no edit here.
 
 Types are sized to the data: ``long`` for bytes and counters, ``integer``
-for small counts, ``float`` for rates and core amounts (7 significant digits
-is plenty), ``double`` for rollup and anomaly values (any metric, any unit),
-``keyword`` for every identity, ``date`` for every time. The root of every
-index is ``dynamic: strict``: a document with a field this table does not
-know is rejected (and dead-lettered) instead of growing the mapping.
+for small counts, ``float`` for rates, shares and core amounts (7 significant
+digits is plenty; documents carry them rounded to 6 decimals, so ``_source``
+holds no digits the doc values drop), ``double`` for rollup and anomaly values
+(any metric, any unit), ``keyword`` for every identity, ``date`` for every time.
+In the time-series indices (metrics and rollups) the measurements are doc
+values only (``index: false``): they are aggregated and sorted, rarely searched
+by value, and a range query still works on doc values; identities stay indexed
+for filters. Those indices are sorted by ``kubepulse.entity`` then
+``@timestamp`` (:data:`SORTED_KINDS`), so one entity's documents sit together and
+compress as a column. The root of every index is ``dynamic: strict``: a
+document with a field this table does not know is rejected (and dead-lettered)
+instead of growing the mapping.
 Free-form label maps (pod labels, node conditions, alert labels and
 annotations) are ``flattened``: one field each, however many keys, so a
 cluster with thousands of distinct label keys cannot explode the mapping;
@@ -51,14 +64,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from models.series import AGGREGATE_METRICS, METRICS
 from models.settings import Settings
 
 __all__ = [
     "Field",
     "Derived",
-    "KINDS",
+    "Stat",
+    "INDEXED_KINDS",
+    "INDEX_KINDS",
+    "ROLLUP_WINDOWS",
+    "ROLLUP_STATS",
+    "ROLLUP_METRICS",
+    "SORTED_KINDS",
     "METRICSETS",
     "EXCLUDED",
+    "rollup_index_kind",
+    "rollup_field",
+    "record_kind",
     "fields_of",
     "field_types",
     "mappings",
@@ -68,8 +91,36 @@ __all__ = [
     "alias_name",
 ]
 
-KINDS: tuple[str, ...] = ("metrics", "events", "quotas", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
-"""The record kinds that are indexed: one index template, alias and daily index series each."""
+INDEXED_KINDS: tuple[str, ...] = ("metrics", "events", "quotas", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
+"""The record kinds (topic kinds) that are indexed."""
+
+ROLLUP_WINDOWS: tuple[str, ...] = ("1m", "1h")
+"""The windows of ``kubepulse.rollups.v2``: each has its own daily indices, alias and retention."""
+
+
+def rollup_index_kind(window: str) -> str:
+    """The index kind of a rollup window: ``rollups-1m``, ``rollups-1h``."""
+    return f"rollups-{window}"
+
+
+INDEX_KINDS: tuple[str, ...] = (
+    "metrics", "events", "quotas", *(rollup_index_kind(w) for w in ROLLUP_WINDOWS), "anomalies", "alerts", "notifications",
+    "incidents", "deadletter",
+)
+"""The index kinds: one index template, alias and daily index series each (one per rollup window, since each
+window is kept for its own number of days and the janitor deletes whole daily indices)."""
+
+SORTED_KINDS: frozenset[str] = frozenset({"metrics", *(rollup_index_kind(w) for w in ROLLUP_WINDOWS)})
+"""The time-series indices: sorted by entity and time, measurements as doc values only (see the module docstring)."""
+
+
+def record_kind(index_kind: str) -> str:
+    """The record kind an index kind holds (``rollups-1h`` -> ``rollups``).
+
+    >>> record_kind("rollups-1h"), record_kind("metrics")
+    ('rollups', 'metrics')
+    """
+    return "rollups" if index_kind.startswith("rollups-") else index_kind
 
 METRICSETS: tuple[str, ...] = ("node", "pod", "container", "volume")
 """A node scrape becomes one metrics document per entity: ``metricset.name`` says which."""
@@ -82,7 +133,7 @@ SHORT = "short"
 FLOAT = "float"
 DOUBLE = "double"
 SHARE = "share"
-"""A fraction (0.5 is half): ``double``."""
+"""A fraction (0.5 is half): ``float``."""
 DATE = "date"
 TEXT = "text"
 FLATTENED = "flattened"
@@ -96,7 +147,7 @@ _TYPE_BODY: dict[str, dict[str, Any]] = {
     SHORT: {"type": "short"},
     FLOAT: {"type": "float"},
     DOUBLE: {"type": "double"},
-    SHARE: {"type": "double"},
+    SHARE: {"type": "float"},
     DATE: {"type": "date"},
     TEXT: {"type": "text"},
     FLATTENED: {"type": "flattened"},
@@ -141,7 +192,21 @@ class Derived:
     Values of a wider scope are computed once and shared by every document under it."""
 
 
-Entry = Field | Derived
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """One statistic of one metric in a rollup document (``kubernetes.container.cpu_cores.avg``).
+
+    Built by ``streams.index._documents`` straight from the record's ``metrics`` map (one loop per document,
+    not one getter per field), so the table lists them for the mappings only.
+    """
+
+    es: str
+    type: str
+    metric: str
+    stat: str
+
+
+Entry = Field | Derived | Stat
 
 
 def _const(value: Any) -> Callable[[dict[str, Any]], Any]:
@@ -364,7 +429,7 @@ def _label(name: str) -> Callable[[dict[str, Any]], Any]:
 KIND_FIELDS: dict[str, list[Entry]] = {
     "events": [
         # The event's time is when it was last seen; an Event with neither
-        # time gets the indexing time (see streams._documents).
+        # time gets the indexing time (see streams.index._documents).
         Derived("@timestamp", DATE, _event_time, "last_seen, else first_seen"),
         Field("orchestrator.cluster.name", KEYWORD, "cluster"),
         Derived("event.kind", KEYWORD, _const("event")),
@@ -404,7 +469,7 @@ KIND_FIELDS: dict[str, list[Entry]] = {
     "quotas": [
         # One document per resource of the quota: the paths are from that
         # resource's view of the record, where ``hard`` and ``used`` are the
-        # resource's numbers (``streams._documents`` builds the views).
+        # resource's numbers (``streams.index._documents`` builds the views).
         Field("@timestamp", DATE, "timestamp"),
         Field("orchestrator.cluster.name", KEYWORD, "cluster"),
         Field("kubernetes.namespace", KEYWORD, "namespace"),
@@ -416,30 +481,14 @@ KIND_FIELDS: dict[str, list[Entry]] = {
         Derived("kubernetes.resourcequota.resource", KEYWORD, lambda ctx: ctx["resource"], "the resource this document is about"),
         Field("kubernetes.resourcequota.hard.value", DOUBLE, "hard"),
         Field("kubernetes.resourcequota.used.value", DOUBLE, "used"),
+        # double, not a float share: quota rules and panels compare it with exact thresholds (1.0 is "fully used").
         Derived(
             "kubernetes.resourcequota.used.pct",
-            SHARE,
+            DOUBLE,
             lambda ctx: ctx["used_share"],
             "used / hard as models.series computes quota.used_share: absent while not counted or for a hard limit of 0",
         ),
         Derived("kubepulse.entity", KEYWORD, lambda ctx: ctx["entity"], "the series id prefix: joins to rollups and anomalies"),
-    ],
-    "rollups": [
-        Field("@timestamp", DATE, "window_start"),
-        Field("kubepulse.window.end", DATE, "window_end"),
-        Field("kubepulse.window.size", KEYWORD, "window"),
-        Derived("event.kind", KEYWORD, _const("metric")),
-        Derived("event.dataset", KEYWORD, _const("kubepulse.rollup")),
-        Field("kubepulse.series_id", KEYWORD, "series_id"),
-        Field("kubepulse.level", KEYWORD, "level"),
-        Field("kubepulse.metric", KEYWORD, "metric"),
-        *_identity(),
-        Field("kubepulse.rollup.min", DOUBLE, "min"),
-        Field("kubepulse.rollup.max", DOUBLE, "max"),
-        Field("kubepulse.rollup.mean", DOUBLE, "mean"),
-        Field("kubepulse.rollup.last", DOUBLE, "last"),
-        Field("kubepulse.rollup.sum", DOUBLE, "sum"),
-        Field("kubepulse.rollup.count", LONG, "count"),
     ],
     "anomalies": [
         Field("@timestamp", DATE, "timestamp"),
@@ -525,6 +574,78 @@ KIND_FIELDS: dict[str, list[Entry]] = {
 }
 """Documents of the other kinds: one per record (one per resource for a quota). Paths are from the record root."""
 
+
+# --------------------------------------------------------------------------
+# Rollups (kubepulse.rollups.v2): one document per entity and window.
+# --------------------------------------------------------------------------
+
+ROLLUP_STATS: tuple[tuple[str, str], ...] = (("min", "min"), ("max", "max"), ("avg", "mean"), ("last", "last"), ("sum", "sum"))
+"""(document leaf, ``MetricStats`` field) of each statistic kept per metric; ``count`` is kept once per document."""
+
+ROLLUP_METRICS: tuple[str, ...] = tuple(
+    dict.fromkeys(m for table in (METRICS, AGGREGATE_METRICS) for kind, names in table.items() if kind != "quota" for m in names)
+)
+"""Every metric a rollup may carry: the entity metrics of ``models.series`` (quotas have no rollups) and the
+cluster-wide sums."""
+
+_ROLLUP_ROOTS = {"namespace": "kubernetes.namespace_totals"}
+"""Entity kinds whose ``kubernetes.<kind>`` is already a keyword in ECS and every Elastic Kubernetes integration
+(``kubernetes.namespace`` is the namespace's name): their metrics get a root of their own."""
+
+
+def rollup_field(metric: str) -> str:
+    """The document root of a metric's statistics: ``kubernetes.`` and the metric name, Metricbeat's layout.
+
+    >>> rollup_field("container.cpu_cores"), rollup_field("pod.network.rx_bytes_per_s")
+    ('kubernetes.container.cpu_cores', 'kubernetes.pod.network.rx_bytes_per_s')
+    >>> rollup_field("namespace.memory_request_bytes")
+    'kubernetes.namespace_totals.memory_request_bytes'
+    """
+    entity, _, rest = metric.partition(".")
+    return f"{_ROLLUP_ROOTS.get(entity, 'kubernetes.' + entity)}.{rest}"
+
+
+def _add_slash(v: str) -> str:
+    return v + "/"
+
+
+def _largest_count(ctx: dict[str, Any]) -> int:
+    return max(s.count for s in ctx["record"].metrics.values())
+
+
+ROLLUP_FIELDS: list[Entry] = [
+    Field("@timestamp", DATE, "window_start"),
+    Field("kubepulse.window.end", DATE, "window_end"),
+    Field("kubepulse.window.size", KEYWORD, "window"),
+    Derived("event.kind", KEYWORD, _const("metric")),
+    Derived("event.module", KEYWORD, _const("kubernetes")),
+    Derived("event.dataset", KEYWORD, _const("kubepulse.rollup")),
+    # The raw documents' and the anomalies' series prefix (with its trailing "/"), so the three join.
+    Field("kubepulse.entity", KEYWORD, "entity_id", _add_slash),
+    Field("metricset.name", KEYWORD, "kind"),
+    Field("orchestrator.cluster.name", KEYWORD, "cluster"),
+    Field("kubernetes.node.name", KEYWORD, "node"),
+    Field("kubernetes.namespace", KEYWORD, "namespace"),
+    Field("kubernetes.workload.name", KEYWORD, "workload"),
+    Field("kubernetes.workload.kind", KEYWORD, "workload_kind"),
+    Field("kubernetes.pod.name", KEYWORD, "pod"),
+    Field("kubernetes.container.name", KEYWORD, "container"),
+    Field("container.name", KEYWORD, "container"),
+    Field("kubernetes.volume.name", KEYWORD, "volume"),
+    Field("kubernetes.persistentvolumeclaim.name", KEYWORD, "persistentvolumeclaim"),
+    # ECS's interface field set (observer.ingress.interface.* reuses it): the interface's name.
+    Field("interface.name", KEYWORD, "interface"),
+    Derived("kubepulse.rollup.count", INTEGER, _largest_count, "samples in the window: the largest count of its metrics"),
+    *(
+        Stat(f"{rollup_field(m)}.{leaf}", DOUBLE, m, attr)
+        for m in ROLLUP_METRICS
+        for leaf, attr in (*ROLLUP_STATS, ("count", "count"))
+    ),
+]
+"""Rollup documents (both windows). Paths are from the :class:`~models.records.EntityRollup` root; the
+``Stat`` entries come from ``metrics`` (``<root>.count`` only where a metric has fewer samples than the
+document's count, and typed ``integer``)."""
+
 EXCLUDED: dict[str, dict[str, str]] = {
     "metrics": {
         "schema_version": "the envelope's version, not data",
@@ -533,7 +654,10 @@ EXCLUDED: dict[str, dict[str, str]] = {
     },
     "events": {"schema_version": "the envelope's version, not data"},
     "quotas": {"schema_version": "the envelope's version, not data"},
-    "rollups": {"schema_version": "the envelope's version, not data"},
+    "rollups": {
+        "schema_version": "the envelope's version, not data",
+        "metrics": "one field per metric and statistic (rollup_field, ROLLUP_STATS) and kubepulse.rollup.count",
+    },
     "anomalies": {"schema_version": "the envelope's version, not data"},
     "alerts": {"schema_version": "the envelope's version, not data"},
     "notifications": {"schema_version": "the envelope's version, not data"},
@@ -544,13 +668,19 @@ EXCLUDED: dict[str, dict[str, str]] = {
 
 
 def fields_of(kind: str) -> list[Entry]:
-    """Every table entry of ``kind`` (all metricsets for ``metrics``)."""
+    """Every table entry of ``kind``: an index kind or a record kind (all metricsets for ``metrics``)."""
     if kind == "metrics":
         return [e for ms in METRICSETS for e in METRICSET_FIELDS[ms]]
+    if record_kind(kind) == "rollups" and (kind == "rollups" or kind in INDEX_KINDS):
+        return ROLLUP_FIELDS
     try:
         return KIND_FIELDS[kind]
     except KeyError:
-        raise KeyError(f"no index kind {kind!r}; known: {', '.join(KINDS)}") from None
+        raise KeyError(f"no index kind {kind!r}; known: {', '.join(INDEX_KINDS)}") from None
+
+
+def _es_type(e: Entry) -> str:
+    return _body(e)["type"]
 
 
 def field_types(kind: str) -> dict[str, str]:
@@ -560,28 +690,51 @@ def field_types(kind: str) -> dict[str, str]:
     'long'
     >>> field_types("alerts")["kubepulse.alert.labels"]
     'flattened'
+    >>> field_types("rollups-1h")["kubernetes.workload.memory_request_bytes.max"]
+    'double'
     """
     out: dict[str, str] = {}
     for e in fields_of(kind):
-        es_type = _TYPE_BODY[e.type]["type"]
+        es_type = _es_type(e)
         if out.setdefault(e.es, es_type) != es_type:
             raise AssertionError(f"{kind}: {e.es} is declared as {out[e.es]} and {es_type}")
     return out
 
 
+_NUMERIC = frozenset({"long", "integer", "short", "float", "double"})
+
+
+def _body(e: Entry) -> dict[str, Any]:
+    if isinstance(e, Stat) and e.stat == "count":
+        return dict(_TYPE_BODY[INTEGER])
+    return dict(_TYPE_BODY[e.type])
+
+
 def mappings(kind: str) -> dict[str, Any]:
-    """The ``mappings`` body of ``kind``'s index template: nested objects, ``dynamic: strict``."""
+    """The ``mappings`` body of index kind ``kind``'s template: nested objects, ``dynamic: strict``.
+
+    In the :data:`SORTED_KINDS` numbers are doc values only (``index: false``).
+    """
     props: dict[str, Any] = {}
-    seen: dict[str, str] = {}
+    seen: set[str] = set()
+    doc_values_only = kind in SORTED_KINDS
     for e in fields_of(kind):
         if e.es in seen:
             continue
-        seen[e.es] = e.type
+        seen.add(e.es)
         node = props
         *parents, leaf = e.es.split(".")
         for p in parents:
-            node = node.setdefault(p, {"properties": {}})["properties"]
-        node[leaf] = dict(_TYPE_BODY[e.type])
+            child = node.setdefault(p, {"properties": {}})
+            if "properties" not in child:
+                raise AssertionError(f"{kind}: {e.es} needs {p} to be an object, but it is a {child['type']} field")
+            node = child["properties"]
+        if leaf in node:
+            raise AssertionError(f"{kind}: {e.es} is an object of other fields and cannot be a field itself")
+        body = _body(e)
+        if doc_values_only and body["type"] in _NUMERIC:
+            body["index"] = False
+        node[leaf] = body
     return {"dynamic": "strict", "_source": {"enabled": True}, "properties": props}
 
 
@@ -590,16 +743,20 @@ def template_name(settings: Settings, kind: str) -> str:
 
 
 def alias_name(settings: Settings, kind: str) -> str:
-    """The alias every daily index of ``kind`` joins: what queries and Kibana data views use."""
+    """The alias every daily index of ``kind`` joins: what queries and Kibana data views use.
+
+    ``rollups`` (both windows together) is an alias too; each window's indices also join their own.
+    """
     return f"{settings.elasticsearch.index_prefix}-{kind}"
 
 
 def component_templates(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Component templates shared by every kind: index settings (shards, replicas, ILM)."""
+    """Component templates shared by every kind: index settings (shards, replicas, codec, ILM)."""
     es = settings.elasticsearch
     index_settings: dict[str, Any] = {
         "number_of_shards": es.number_of_shards,
         "number_of_replicas": es.number_of_replicas,
+        "codec": es.codec,
     }
     if es.ilm_policy:
         index_settings["lifecycle"] = {"name": es.ilm_policy}
@@ -611,23 +768,41 @@ def component_templates(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+def _kind_settings(kind: str) -> dict[str, Any]:
+    if kind not in SORTED_KINDS:
+        return {}
+    # One entity's documents together, oldest first: its values sit side by side and compress as a column.
+    out: dict[str, Any] = {"sort": {"field": ["kubepulse.entity", "@timestamp"], "order": ["asc", "asc"]}}
+    if record_kind(kind) == "rollups":
+        # Six fields per metric of every entity kind (~570 today): above Elasticsearch's default of 1,000
+        # fields and objects once a few dozen metrics are added, which would reject every document.
+        out["mapping"] = {"total_fields": {"limit": 3000}}
+    return {"index": out}
+
+
 def index_templates(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Kind to the body of its composable index template (``PUT _index_template/<prefix>-<kind>``).
+    """Index kind to the body of its composable index template (``PUT _index_template/<prefix>-<kind>``).
 
     >>> from models.settings import load_settings
-    >>> t = index_templates(load_settings(elasticsearch={"index_prefix": "kp"}))["rollups"]
-    >>> t["index_patterns"], list(t["template"]["aliases"])
-    (['kp-rollups-*'], ['kp-rollups'])
+    >>> t = index_templates(load_settings(elasticsearch={"index_prefix": "kp"}))["rollups-1h"]
+    >>> t["index_patterns"], sorted(t["template"]["aliases"])
+    (['kp-rollups-1h-*'], ['kp-rollups', 'kp-rollups-1h'])
     """
     prefix = settings.elasticsearch.index_prefix
     out: dict[str, dict[str, Any]] = {}
-    for kind in KINDS:
+    for kind in INDEX_KINDS:
+        aliases = {alias_name(settings, kind): {}}
+        if record_kind(kind) != kind:
+            aliases[alias_name(settings, record_kind(kind))] = {}
+        template: dict[str, Any] = {"mappings": mappings(kind), "aliases": aliases}
+        if kind in SORTED_KINDS:
+            template["settings"] = _kind_settings(kind)
         out[kind] = {
             "index_patterns": [f"{prefix}-{kind}-*"],
             # Above the built-in templates (priority 100 for logs-*-*, metrics-*-*) so ours always wins.
             "priority": 200,
             "composed_of": list(component_templates(settings)),
-            "template": {"mappings": mappings(kind), "aliases": {alias_name(settings, kind): {}}},
+            "template": template,
             "_meta": {"managed_by": "kubepulse", "kind": kind},
         }
     return out
