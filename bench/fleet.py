@@ -176,9 +176,11 @@ async def run_size(nodes: int, pods: int, containers: int, *, hours: float, spee
     indexer = subprocess.Popen([str(KUBEPULSE), "es", "index"], env=env_for(settings, iport),
                                stdout=open(tmp / f"indexer-{run}.log", "wb"), stderr=subprocess.STDOUT)
     try:
-        while not metric(wport, "kubepulse_stream_records_in_total") and worker.poll() is None:
+        while counters(wport) is None and worker.poll() is None:  # its /metrics answers: it is up
             await asyncio.sleep(0.2)
         rss_peak = 0
+        # CPU from here on: start-up (imports, joining the group) is not what a node-hour costs.
+        worker_cpu0, indexer_cpu0 = proc_cpu_s(worker.pid), proc_cpu_s(indexer.pid)
         producing = asyncio.create_task(produce_paced(settings, inp, speedup=speedup))
         while not producing.done():
             rss_peak = max(rss_peak, proc_rss(worker.pid))
@@ -188,12 +190,12 @@ async def run_size(nodes: int, pods: int, containers: int, *, hours: float, spee
         await wait_caught_up(wport, records=records_in, proc=worker, what="the worker")
         rss_peak = max(rss_peak, proc_rss(worker.pid))
         largest = max(metric(wport, "kubepulse_stream_largest_record_bytes{") or [0])
-        worker_cpu = proc_cpu_s(worker.pid)
+        worker_cpu = proc_cpu_s(worker.pid) - worker_cpu0
         worker.terminate()  # its shutdown checkpoint is part of what it writes
         worker.wait(timeout=120)
         # The indexer has read everything once its committed offsets reach the topics' ends.
         await _indexer_idle(iport, indexer)
-        indexer_cpu = proc_cpu_s(indexer.pid)
+        indexer_cpu = proc_cpu_s(indexer.pid) - indexer_cpu0
     finally:
         for p in (worker, indexer):
             if p.poll() is None:
@@ -269,7 +271,7 @@ async def recovery(nodes: int, pods: int, containers: int, *, tmp: Path) -> dict
     w1 = subprocess.Popen([str(KUBEPULSE), "worker"], env=env_for(settings, port, KUBEPULSE_STREAMS__DISPATCH_ALERTS="false"),
                           stdout=open(tmp / f"rec1-{run}.log", "wb"), stderr=subprocess.STDOUT)
     try:
-        while not metric(port, "kubepulse_stream_records_in_total") and w1.poll() is None:
+        while counters(port) is None and w1.poll() is None:
             await asyncio.sleep(0.2)
         await produce_paced(settings, before, speedup=1.0)
         await wait_caught_up(port, records=sum(len(s) for s in before.steps), proc=w1, what="the first worker")
