@@ -367,6 +367,17 @@ def _group_entities(scrape: NodeScrape) -> Iterator[tuple[str, list[Entity]]]:
 # --------------------------------------------------------------------------
 
 
+class _Fold:
+    """What one scrape adds to the node's windows: slot numbers, their values, and how many samples it held."""
+
+    __slots__ = ("slots", "values", "samples")
+
+    def __init__(self) -> None:
+        self.slots: list[int] = []
+        self.values: list[float | None] = []
+        self.samples = 0
+
+
 class Pipeline:
     """Windows, detectors and rules over node scrapes; holds no state of its own but the rule engine's."""
 
@@ -381,7 +392,10 @@ class Pipeline:
         self.windowed = windowed_metric_names(s.windowed_metrics) | frozenset(
             m for names in AGGREGATE_METRICS.values() for m in names)
         self.engine = engine
+        self._fast_rules = engine is not None and hasattr(engine, "entity_rules")
         self._shapes: dict[tuple[str, ...], _Shape] = {}
+        self._x: dict[str, float] = {}
+        """The one-key dict handed to score_one/learn_one (River's ``x``), reused for every sample."""
 
     def new_state(self, key: str) -> NodeState:
         return NodeState(key, grace_s=self.grace_s)
@@ -496,91 +510,101 @@ class Pipeline:
     # -- scrapes -----------------------------------------------------------------
 
     def process(self, st: NodeState, scrape: NodeScrape, *, offset: int = -1) -> Outputs:
+        """Fold one scrape into the node's windows, detectors and rules; what it closes and raises comes back."""
         out = Outputs()
         if 0 <= offset <= st.offset:
             out.replayed = True
             return out
-        ts_dt = scrape.timestamp
-        ts = ts_dt.timestamp()
-        node = scrape.node
-        w = st.windows
+        ts = scrape.timestamp.timestamp()
         in_order = ts > st.last_ts
         grouped = list(_group_entities(scrape))
         grouped[0][1].extend(_partials(scrape))
         self._sync_groups(st, grouped)
-        engine = self.engine
-        fast_rules = engine is not None and hasattr(engine, "entity_rules")
-        threshold = self.threshold
-        anomalies = out.anomalies
-        transitions = out.transitions
-        slots: list[int] = []
-        values: list[float | None] = []
-        samples = 0
-        x: dict[str, float] = {}
-        groups = st.groups
+        fold = _Fold()
         for gid, ents in grouped:
-            g = groups[gid]
-            if offset >= 0 and offset <= g.offset:
+            g = st.groups[gid]
+            if 0 <= offset <= g.offset:
                 continue  # this group's entry already holds this message (written after the header)
             if offset >= 0:
                 g.offset = offset
             g.last_ts = max(g.last_ts, ts)
             g.dirty = True
-            rstate = self._rules_of(g) if in_order else None
-            workloads = {}
-            for e, ent in zip(g.ents, ents, strict=True):
-                metrics = ent.metrics
-                sh = e.shape
-                vs = list(map(_second, metrics))
-                samples += len(vs) - vs.count(None)
-                if sh.win:
-                    slots.extend(range(e.lo, e.lo + len(sh.win)))
-                    values.extend(vs[j] for j in sh.win)
-                if ent.kind == "pod" and "workload" in ent.labels:
-                    workloads[e.prefix[:-2]] = ent.labels["workload"]
-                if in_order and sh.scored:
-                    dets = e.dets
-                    for k, j in enumerate(sh.scored):
-                        v = vs[j]
-                        if v is None:
-                            continue
-                        det = dets[k]
-                        if det is None:
-                            # The metric's unit sets the default detector's resolution (streams.scoring).
-                            det = dets[k] = new_detector(self.detector_name, metric=sh.names[j])
-                        x["value"] = v
-                        score = det.score_one(x, t=ts)
-                        if score > threshold:
-                            a = anomaly(e.prefix + sh.names[j], node=node, ts=ts_dt, value=v, baseline=det.baseline,
-                                        score=score, threshold=threshold, detector=self.detector_label,
-                                        workloads=workloads)
-                            anomalies.append(a)
-                            if rstate is not None:
-                                transitions.extend(engine.observe_anomaly(a, state=rstate))  # type: ignore[union-attr]
-                        det.learn_one(x, t=ts)
-                if rstate is not None:
-                    if fast_rules:
-                        if sh.rules:
-                            got = observe_planned(sh.rules, e.prefix, ent.labels, metrics, ts, rstate)
-                            if got:
-                                transitions += got
-                    else:
-                        transitions.extend(engine.observe_entity(ent, ts_dt, state=rstate))  # type: ignore[union-attr]
-            if rstate is not None and len(rstate):
-                transitions.extend(engine.tick(ts_dt, state=rstate))  # type: ignore[union-attr]
+            self._group(g, ents, scrape, fold, out, in_order=in_order)
         if offset >= 0:
             st.offset = offset
         if in_order:
             st.last_ts = ts
-        if slots:
+        if fold.slots:
             vals = np.full(st.width, _NAN)
-            vals[np.array(slots, dtype=np.intp)] = [_NAN if v is None else v for v in values]
-            out.late_dropped = w.fold(ts, vals)
+            vals[np.array(fold.slots, dtype=np.intp)] = [_NAN if v is None else v for v in fold.values]
+            out.late_dropped = st.windows.fold(ts, vals)
         self._close(st, ts, out)
         self._absent(st, ts, out, {gid for gid, _ in grouped})
         st.dirty = True
-        out.samples = samples
+        out.samples = fold.samples
         return out
+
+    def _group(self, g: Group, ents: list[Entity], scrape: NodeScrape, fold: _Fold, out: Outputs, *,
+               in_order: bool) -> None:
+        """One group's entities: their window values into ``fold``, detectors and rules (in time order only)."""
+        ts_dt = scrape.timestamp
+        ts = ts_dt.timestamp()
+        engine = self.engine
+        rstate = self._rules_of(g) if in_order else None
+        transitions = out.transitions
+        workloads: dict[str, str] = {}
+        for e, ent in zip(g.ents, ents, strict=True):
+            metrics = ent.metrics
+            sh = e.shape
+            vs = list(map(_second, metrics))
+            fold.samples += len(vs) - vs.count(None)
+            if sh.win:
+                fold.slots.extend(range(e.lo, e.lo + len(sh.win)))
+                fold.values.extend(vs[j] for j in sh.win)
+            if ent.kind == "pod" and "workload" in ent.labels:
+                workloads[e.prefix[:-2]] = ent.labels["workload"]
+            if in_order and sh.scored:
+                for a in self._score(e, vs, scrape, workloads):
+                    out.anomalies.append(a)
+                    if rstate is not None:
+                        transitions.extend(engine.observe_anomaly(a, state=rstate))  # type: ignore[union-attr]
+            if rstate is None:
+                continue
+            if self._fast_rules:
+                if sh.rules:
+                    got = observe_planned(sh.rules, e.prefix, ent.labels, metrics, ts, rstate)
+                    if got:
+                        transitions += got
+            else:
+                transitions.extend(engine.observe_entity(ent, ts_dt, state=rstate))  # type: ignore[union-attr]
+        if rstate is not None and len(rstate):
+            transitions.extend(engine.tick(ts_dt, state=rstate))  # type: ignore[union-attr]
+
+    def _score(self, e: _Ent, vs: list[float | None], scrape: NodeScrape, workloads: dict[str, str]) -> list[Anomaly]:
+        """Score, then learn, each scored sample of one entity; the anomalies above the threshold."""
+        sh = e.shape
+        ts_dt = scrape.timestamp
+        ts = ts_dt.timestamp()
+        threshold = self.threshold
+        dets = e.dets
+        x = self._x
+        found: list[Anomaly] = []
+        for k, j in enumerate(sh.scored):
+            v = vs[j]
+            if v is None:
+                continue
+            det = dets[k]
+            if det is None:
+                # The metric's unit sets the default detector's resolution (streams.scoring).
+                det = dets[k] = new_detector(self.detector_name, metric=sh.names[j])
+            x["value"] = v
+            score = det.score_one(x, t=ts)
+            if score > threshold:
+                found.append(anomaly(e.prefix + sh.names[j], node=scrape.node, ts=ts_dt, value=v,
+                                     baseline=det.baseline, score=score, threshold=threshold,
+                                     detector=self.detector_label, workloads=workloads))
+            det.learn_one(x, t=ts)
+        return found
 
     def _close(self, st: NodeState, ts: float, out: Outputs) -> bool:
         """Close the windows ``ts`` completes: public rollups to ``out.rollup_records``, partials to ``out.partials``."""
