@@ -310,7 +310,7 @@ async def recovery(nodes: int, pods: int, containers: int, *, tmp: Path) -> dict
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="40x30x2,4x250x3", help="comma-separated nodes x pods x containers")
-    ap.add_argument("--hours", type=float, default=1.0, help="simulated hours per size")
+    ap.add_argument("--hours", type=float, default=1.1, help="simulated hours per size (past 1: an hour closes)")
     ap.add_argument("--speedup", type=float, default=30.0, help="input produced at this many times real time")
     ap.add_argument("--recovery-nodes", type=int, default=500)
     ap.add_argument("--recovery-pods", type=int, default=10)

@@ -257,12 +257,6 @@ class StreamsSettings(_Group):
             "cpu_cores",
             "memory_working_set_bytes",
             "memory_available_bytes",
-            "cpu_request_share",
-            "cpu_limit_share",
-            "cpu_node_share",
-            "memory_request_share",
-            "memory_limit_share",
-            "memory_node_share",
             "rx_bytes_per_s",
             "tx_bytes_per_s",
             "rx_errors_per_s",
@@ -272,10 +266,13 @@ class StreamsSettings(_Group):
             "inodes_used_share",
         ]
     )
-    """Metrics that get 1m/5m rollups on kubepulse.rollups.v1, named as in ``scored_metrics`` (the node,
-    namespace and workload sums of pod usage always do). Usage, shares, rates and used space: each
-    rollup is a Kafka record per series per window, so counters, capacities and near-duplicates
-    (RSS, usage, inodes used, available bytes) are left to the raw metrics index."""
+    """Metrics that get 1m and 1h windows on kubepulse.rollups.v2, named as in ``scored_metrics`` (the node's
+    sums of its pods and its allocatable, and the workload, namespace and cluster sums, always do). Use,
+    rates and used space. Left to the raw metrics index: counters (their rates are windowed), capacities,
+    near-duplicates (RSS, usage, inodes used), and the shares of request, limit and node allocatable, which
+    are a windowed use divided by a constant of the window (``pod.cpu_request_share`` is ``pod.cpu_cores``
+    over the pod's request): windowing them again would double what rollups cost for nothing new. Add them
+    here (``cpu_request_share``...) to have them anyway."""
     checkpoint_interval_s: float = Field(60.0, gt=0)
     """How often (wall-clock seconds, each key on its own phase) a worker writes the state of a key that
     changed (a node, an Event's object, a quota, a cluster's sums) to its table's changelog, and only then

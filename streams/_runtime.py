@@ -89,8 +89,8 @@ def make_app(settings: Settings) -> faust.App:
         # is acked. Ours are acked only after a checkpoint, so that wait deadlocked the whole group. The
         # revoke and shutdown hooks checkpoint instead, and whatever is still unacked is replayed.
         stream_wait_empty=False,
-        # Messages an agent may have fetched ahead: a 250-pod scrape is ~0.5 MB, so a few hundred is plenty.
-        stream_buffer_maxsize=256,
+        # Messages fetched ahead, per partition: a 250-pod scrape is ~0.5 MB and one takes milliseconds to process.
+        stream_buffer_maxsize=64,
         # Our messages are big (a whole node scrape); fetch enough per poll to keep the agent busy.
         consumer_max_fetch_size=8 * 1024 * 1024,
         table_standby_replicas=1,
