@@ -238,9 +238,13 @@ class Windows:
             hour = start - start % HOUR_S
             acc = self.hours.get(hour)
             if acc is None:
-                self.hours[hour] = pane
+                acc = self.hours[hour] = pane
             else:
                 _merge_into(acc, pane)
+            if end == hour + HOUR_S:
+                # The hour's last minute: the hour goes out now, before any later minute does, so whoever
+                # reads these in order (the cluster sums) has a node's hour before its next minute.
+                emit(out, self.hours.pop(hour), layout, b"1h", hour, end)
         for hour in sorted(h for h in self.hours if h + HOUR_S <= horizon):
             emit(out, self.hours.pop(hour), layout, b"1h", hour, hour + HOUR_S)
         return out

@@ -14,7 +14,7 @@ from models.records import EntityRollup, NodeSample, NodeScrape, PodSample, Reso
 from models.series import entities
 from models.settings import load_settings
 from streams.pipeline import CHUNK_SEP, NodeState, Pipeline, identity
-from streams.windows import EntitySlots, Windows
+from streams.windows import EntitySlots, Windows, rollups_of
 
 EID = "c1/-/node:n1/-"
 T0 = 1_772_323_200  # 2026-03-01T00:00:00Z, a whole hour
@@ -65,6 +65,15 @@ def test_an_hour_is_the_merge_of_its_minutes_and_closes_after_its_end_plus_the_g
     assert h.sum == pytest.approx(sum(values))
     minutes = [got[("1m", T0 + 60 * m)].metrics["node.cpu_cores"] for m in range(60)]
     assert sum(m.count for m in minutes) == 240 and max(m.max for m in minutes) == h.max
+
+
+def test_a_scrape_that_closes_an_hour_and_the_next_minute_publishes_the_hour_first() -> None:
+    w = Windows(grace_s=0)
+    fold(w, T0 + 3590, 1.0)
+    fold(w, T0 + 3610, 2.0)
+    out = w.advance(T0 + 3700, node_slots())  # a scrape 90 s later closes minute 59, the hour and minute 60
+    assert [(r.window, int(r.window_start.timestamp()) - T0) for r in rollups_of(out)] == [
+        ("1m", 3540), ("1h", 0), ("1m", 3600)]
 
 
 def test_an_hour_is_published_even_when_the_node_was_silent_at_its_end() -> None:
