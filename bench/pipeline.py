@@ -224,6 +224,18 @@ async def delete_topics(settings: Settings) -> None:
         await admin.close()
 
 
+def _gc_pauses(port: int) -> dict[str, float]:
+    """The worker's full garbage collections so far: how many, and their total seconds (its /metrics)."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    out = {"count": 0.0, "sum_s": 0.0}
+    for line in body.splitlines():
+        if line.startswith('kubepulse_stream_gc_pause_seconds_count{generation="2"}'):
+            out["count"] = float(line.split()[-1])
+        elif line.startswith('kubepulse_stream_gc_pause_seconds_sum{generation="2"}'):
+            out["sum_s"] = round(float(line.split()[-1]), 3)
+    return out
+
+
 def pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
@@ -325,6 +337,7 @@ async def main() -> None:
         else:
             raise SystemExit(f"worker did not finish: {(tmp / 'worker.log').read_text()[-3000:]}")
         rss1 = proc_rss(pid)
+        gc_full = _gc_pauses(port)
         assert first is not None
         wall = last[0] - first[0]
         done = last[1] - first[1]
@@ -361,6 +374,7 @@ async def main() -> None:
         "worker_cpu_s": round(cpu, 2),
         "samples_per_worker_cpu_s": round(done / cpu) if cpu else None,
         "alert_transitions_measured": len(lat),
+        "full_gc_during_processing": gc_full,
         "cluster_aggregates": aggregates_on,
         "mode": "one `kubepulse worker` subprocess (Faust), default rule pack + marker rule, real Kafka",
         "worker_root": str(args.worker_root or ROOT),

@@ -26,6 +26,7 @@ __all__ = [
     "LARGEST_RECORD",
     "HELD_MESSAGES",
     "CLOCK_CLAMPED",
+    "GC_PAUSE_SECONDS",
 ]
 
 RECORDS_IN = Counter("kubepulse_stream_records_in_total", "Records read by the stream agents.", ["topic"])
@@ -74,4 +75,10 @@ CLOCK_CLAMPED = Counter(
     "kubepulse_stream_clock_clamped_total",
     "Scrapes whose timestamp was ahead of the time Kafka received them by more than the allowed skew.",
     ["topic"],
+)
+GC_PAUSE_SECONDS = Histogram(
+    "kubepulse_stream_gc_pause_seconds",
+    "Garbage collections of the worker process and how long each held it, by generation.",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )

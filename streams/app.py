@@ -52,6 +52,25 @@ def make_rule_engine(settings: Settings) -> Any:
     return RuleEngine.from_settings(settings)
 
 
+def _time_collections() -> None:
+    """Time every garbage collection on /metrics (``kubepulse_stream_gc_pause_seconds``): a full one holds the loop."""
+    import time
+
+    from streams import _metrics as M
+
+    started: dict[int, float] = {}
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        gen = info["generation"]
+        if phase == "start":
+            started[gen] = time.perf_counter()
+        elif gen in started:
+            M.GC_PAUSE_SECONDS.labels(str(gen)).observe(time.perf_counter() - started.pop(gen))
+
+    if not any(getattr(cb, "__name__", "") == "on_gc" and cb.__module__ == __name__ for cb in gc.callbacks):
+        gc.callbacks.append(on_gc)
+
+
 def create_app(settings: Settings, *, engine: Any = None, pipeline: Pipeline | None = None) -> faust.App:
     """The worker's Faust app: every stage registered on one runtime."""
     s = settings.streams
@@ -59,6 +78,7 @@ def create_app(settings: Settings, *, engine: Any = None, pipeline: Pipeline | N
     # thresholds a full collection runs every few scrapes and its cost grows with the state, so per-sample
     # CPU grew with node size. Young collections stay frequent; the old generation is scanned rarely.
     gc.set_threshold(50_000, 50, 100)
+    _time_collections()
     rt = Runtime(settings)
     for spec in (ROLLUPS, ANOMALIES, ALERTS, DEADLETTER):
         rt.topic(spec)  # outputs: declared (created if missing) and named in rt.names
