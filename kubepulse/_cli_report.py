@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime
 from enum import Enum
@@ -118,20 +117,12 @@ def run(
     at: AtOption = None,
 ) -> None:
     """Write both reports to Elasticsearch (<prefix>-capacity, <prefix>-recommendations): the periodic job (CronJob)."""
-    from kubepulse.report import run_reports
-    from streams.index import ElasticsearchSetupError, async_client, install_templates
+    from kubepulse.report import install, run_reports
+    from streams.index import ElasticsearchSetupError
 
     settings = _settings(config)
-
-    async def setup() -> None:
-        client = async_client(settings)
-        try:
-            await install_templates(client, settings)
-        finally:
-            await client.close()
-
     try:
-        asyncio.run(setup())
+        install(settings)
     except ElasticsearchSetupError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc

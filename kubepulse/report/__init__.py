@@ -13,7 +13,7 @@ from kubepulse.report._history import EntityHistory, Hourly, from_rollups
 from kubepulse.report._queries import ReportWriteError
 from kubepulse.report._render import capacity_table, kubectl_commands, rightsize_table
 from kubepulse.report._rightsize import held_resources, mixture_quantile, rightsize
-from kubepulse.report._run import NoHistory, RunSummary, capacity_report, rightsize_report, run_reports
+from kubepulse.report._run import NoHistory, RunSummary, capacity_report, install, rightsize_report, run_reports
 
 __all__ = [
     "RESOURCES",
@@ -32,6 +32,7 @@ __all__ = [
     "mixture_quantile",
     "rightsize",
     "NoHistory",
+    "install",
     "RunSummary",
     "capacity_report",
     "rightsize_report",

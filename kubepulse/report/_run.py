@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,12 +13,26 @@ from kubepulse.report._capacity import capacity
 from kubepulse.report._rightsize import rightsize
 from models.records import CapacityForecast, Recommendation
 from models.settings import Settings
+from streams.index import async_client, install_templates
 
-__all__ = ["capacity_report", "rightsize_report", "run_reports", "RunSummary", "NoHistory"]
+__all__ = ["capacity_report", "rightsize_report", "run_reports", "RunSummary", "NoHistory", "install"]
 
 
 class NoHistory(LookupError):
     """There is no hourly rollup to report on (none indexed yet, or none for the cluster asked)."""
+
+
+def install(settings: Settings) -> None:
+    """Install every index template (the report kinds' too); idempotent, what ``kubepulse report run`` does first."""
+
+    async def run() -> None:
+        client = async_client(settings)
+        try:
+            await install_templates(client, settings)
+        finally:
+            await client.close()
+
+    asyncio.run(run())
 
 
 def _as_of(client: Elasticsearch, settings: Settings, cluster: str | None, at: datetime | None) -> datetime:
