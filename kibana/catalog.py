@@ -940,8 +940,7 @@ CAPACITY = DashboardSpec(
             (
                 Metric("max", "kubepulse.capacity.used.pct", "Used of quota", "percent"),
                 Metric("min", DAYS, "Full in (days)", "number"),
-                Metric("average", "kubepulse.capacity.growth_per_day.cores", "Growth per day (cores)", "number"),
-                Metric("average", "kubepulse.capacity.growth_per_day.bytes", "Growth per day (bytes)", "bytes"),
+                Metric("min", "kubepulse.capacity.days_to_full_low", "Earliest (days)", "number"),
             ),
             rows=(CLUSTER, Terms("kubernetes.namespace", 50, "Namespace"), RESOURCE),
             where=(Is("kubepulse.capacity.entity_kind", "namespace"), Exists("kubepulse.capacity.limit_kind")),

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from collectors.simulator import Fleet, Scenario
-from models.records import AutoscalerScrape, EntityRollup, NodeScrape, QuotaScrape
+from collectors.simulator import Autoscaled, Fleet, Growing, Scenario
+from models.records import AutoscalerScrape, EntityRollup, NodeScrape, QuotaScrape, Record
 from models.settings import load_settings
 from streams.aggregates import ClusterAggregator
 from streams.pipeline import Pipeline
 
-__all__ = ["History", "simulate_history"]
+__all__ = ["History", "simulate_history", "report_records"]
 
 
 @dataclass(slots=True)
@@ -84,3 +84,22 @@ def simulate_history(
     out.autoscalers = fleet.autoscalers()
     out.steps = steps
     return out
+
+
+def report_records(at: datetime, *, days: float = 3.0) -> list[Record]:
+    """What ``kubepulse report run`` writes at ``at`` for a few days of a small fleet with a growing namespace and an HPA.
+
+    For the Kibana panel tests: the capacity forecasts, recommendations and HPA as the reports make them from
+    pipeline rollups (``kubepulse.report``'s pure analyses), all stamped ``at``.
+    """
+    from kubepulse.report import Quota, capacity, from_rollups, rightsize
+
+    end = at.replace(minute=0, second=0, microsecond=0)
+    h = simulate_history(end=end, days=days, scenarios=[Growing(full_after_days=20), Autoscaled()], nodes=2, pods=3, interval_s=240)
+    hist = from_rollups(h.rollups)
+    quotas: dict[tuple[str, str, str], Quota] = {}
+    for q in h.quotas:
+        for resource, hard in q.hard.items():
+            quotas[(q.cluster, q.namespace, resource)] = Quota(hard, q.name)
+    hpas = [a.model_copy(update={"timestamp": at}) for a in h.autoscalers]
+    return [*capacity(hist, quotas, at=at), *rightsize(hist, hpas, at=at), *hpas]
