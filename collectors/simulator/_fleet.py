@@ -234,6 +234,11 @@ class Fleet:
             raise SimulatorError("quotas() needs a step first: the first step lays the fleet out")
         return quota_records(self._clusters, self._quota_hard, self._ts)
 
+    @property
+    def has_autoscalers(self) -> bool:
+        """Whether the fleet has HPAs (an :class:`~collectors.simulator.Autoscaled` scenario), known before the first step."""
+        return any(isinstance(sc, Autoscaled) for sc in self._scenario_plans)
+
     def autoscalers(self) -> list[AutoscalerScrape]:
         """The HorizontalPodAutoscalers as of the last step: one per :class:`~collectors.simulator.Autoscaled` scenario."""
         if self._ts is None:
