@@ -3,12 +3,13 @@
     KubepulseModelError
     ├── ConfigError      settings that cannot work; the message names each field and its fix
     ├── RecordError      bytes that are not a valid record of the expected kind
-    └── ReplayError      a replay input file that cannot be read (names the file and line)
+    ├── ReplayError      a replay input file that cannot be read (names the file and line)
+    └── DetectorStateError  bytes that are not a detector state (models.detectors.detector_from_bytes)
 """
 
 from __future__ import annotations
 
-__all__ = ["KubepulseModelError", "ConfigError", "RecordError", "ReplayError"]
+__all__ = ["KubepulseModelError", "ConfigError", "RecordError", "ReplayError", "DetectorStateError"]
 
 
 class KubepulseModelError(Exception):
@@ -30,3 +31,7 @@ class RecordError(KubepulseModelError):
 
 class ReplayError(KubepulseModelError):
     """A replay input is malformed: the message names the file and line."""
+
+
+class DetectorStateError(KubepulseModelError, ValueError):
+    """Bytes that are not a detector state this kubepulse can read (unknown tag, version or a truncated record)."""

@@ -212,12 +212,18 @@ class StreamsSettings(_Group):
     window_grace_s: float = Field(30.0, ge=0)
     """How late (event time) a sample may arrive and still be folded into its window."""
     detector: str = "default"
-    anomaly_threshold: float = Field(4.5, gt=0)
+    """The detector of every scored series: ``default`` (``seasonal_lik`` with the series' unit as its
+    resolution, see ``streams.scoring.new_detector``) or a name of ``models.detectors.DETECTORS``."""
+    anomaly_threshold: float = Field(6.0, gt=0)
     """Score above which a point is published as an anomaly (see the detector docs for the scale).
 
-    4.5 suits the default ``seasonal_ctx`` (about 0.1 false alarms per series-day on the
-    simulated fleet, every incident found; 4.0 does the same for ``seasonal_lik``); NAB's
-    cost profiles are optimal near 2.5; use about 6 with ``seasonal_z``."""
+    6 suits the default: on the simulated fleet at a 15 s scrape it gave 2 anomaly records in 7,636
+    healthy series-days over two seeds (budget: 1 per 1,000; at 5 it gives ~22) and found nearly every
+    CPU spike, network storm and node memory pressure within 5 scrapes, but few slow memory leaks
+    (``python bench/detector.py --sim``, README "Anomaly detection"). The scale is standard deviations of
+    the recent surprise, so it carries across series; NAB's cost profiles are optimal near 2.5 (a
+    benchmark that charges a missed anomaly far more than a page at night); use about 6 with
+    ``seasonal_z`` too."""
     rules_files: list[Path] = Field(default_factory=list)
     """Rule files; empty means the default rule pack shipped with kubepulse."""
     use_default_rules: bool = True
@@ -238,12 +244,14 @@ class StreamsSettings(_Group):
             "tx_bytes_per_s",
             "rx_errors_per_s",
             "tx_errors_per_s",
-            "used_share",
+            "volume.used_share",
             "memory_node_share",
         ]
     )
     """Metrics that get an anomaly detector: a full name (``pod.cpu_cores``) or a field name matching
-    every entity (``cpu_cores``). Counters (``*_total``) and capacities are pointless to score."""
+    every entity (``cpu_cores``). Counters (``*_total``) and capacities are pointless to score, and so
+    are the container writable layer's, the pod's ephemeral and the node's image filesystem shares:
+    logs grow and rotate there all day (a healthy sawtooth), and predicted-exhaustion rules watch them."""
     windowed_metrics: list[str] = Field(
         default_factory=lambda: [
             "cpu_cores",

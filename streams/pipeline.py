@@ -546,7 +546,8 @@ class Pipeline:
                             continue
                         det = dets[k]
                         if det is None:
-                            det = dets[k] = new_detector(self.detector_name)
+                            # The metric's unit sets the default detector's resolution (streams.scoring).
+                            det = dets[k] = new_detector(self.detector_name, metric=sh.names[j])
                         x["value"] = v
                         score = det.score_one(x, t=ts)
                         if score > threshold:

@@ -1,15 +1,22 @@
 """Ground truth of the simulated fleet: read the labels file and score detections (anomalies, alerts) against it.
 
 A detection *matches* an incident when it is in the same cluster, on the
-incident's target, and between ``start - before_s`` and ``end + after_s``:
+incident's own entity, and between ``start - before_s`` and ``end + after_s``:
 
 - an incident on a pod (every kind but ``node_memory_pressure``) is matched
   by a detection on that namespace/pod (and on that container when both name
-  one), or by a node-level detection on the pod's node;
-- a node incident is matched by any detection on that node (node series,
-  or pods on it, e.g. ``Evicted`` events), when the detection names its node;
+  one: the pod's own series, its interfaces and volumes count, another
+  container's do not); a detection on the node's own series matches only when
+  it names one of ``Incident.metrics`` (a storm's ``node.network.rx_bytes_per_s``);
+- a node incident is matched by a detection on the node's own series;
 - with ``match_metric=True`` a detection that names a metric must name one of
   ``Incident.metrics``.
+
+``scope="node"`` is the older, looser matcher, kept for summaries that count
+alerts on a node's pods as finding its incident (a pod incident matched by
+any node-level detection on its node, a node incident by any detection on the
+node, pods included, e.g. ``Evicted`` events). It flatters a detector's
+recall, so detector evaluations use the default ``scope="entity"``.
 
 ``after_s`` (5 minutes by default) counts the OOM kill at a leak's end and
 the return to normal after an incident as part of it. Detections matching no
@@ -26,6 +33,9 @@ on one series no more than ``episode_gap_s`` apart).
 >>> s = score([inc], [hit, noise], interval_s=15, series_days=10.0)
 >>> s.detection_rate, s.median_delay_scrapes, s.false_alarms, s.false_alarms_per_series_day
 (1.0, 2.0, 1, 0.1)
+>>> on_node = Detection.from_series("c1/-/node:n1/-/node.cpu_cores", t0, source="anomaly")
+>>> matches(inc, on_node), matches(inc, on_node, scope="node")
+(False, True)
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from models.codec import decode
 from models.errors import RecordError
@@ -132,7 +143,13 @@ class Detection:
         )
 
 
-def matches(inc: Incident, d: Detection, *, before_s: float = 0.0, after_s: float = 300.0, match_metric: bool = False) -> bool:
+Scope = Literal["entity", "node"]
+
+
+def matches(
+    inc: Incident, d: Detection, *, before_s: float = 0.0, after_s: float = 300.0, match_metric: bool = False,
+    scope: Scope = "entity",
+) -> bool:
     """Whether detection ``d`` is about incident ``inc`` (see the module docstring)."""
     if d.cluster != inc.cluster:
         return False
@@ -140,10 +157,14 @@ def matches(inc: Incident, d: Detection, *, before_s: float = 0.0, after_s: floa
         return False
     if match_metric and d.metric is not None and d.metric not in inc.metrics:
         return False
-    if inc.pod is None:  # a node incident
-        return d.node is not None and d.node == inc.node
-    if d.pod is None:
-        return d.node is not None and d.node == inc.node
+    on_node = d.node is not None and d.node == inc.node
+    if scope == "node":
+        if inc.pod is None or d.pod is None:
+            return on_node
+    elif inc.pod is None:  # a node incident: the node's own series only
+        return on_node and d.pod is None
+    elif d.pod is None:  # a pod incident seen on its node: only through a metric the incident names
+        return on_node and d.metric is not None and d.metric in inc.metrics
     if d.pod != inc.pod or (d.namespace is not None and d.namespace != inc.namespace):
         return False
     return d.container is None or inc.container is None or d.container == inc.container
@@ -205,6 +226,7 @@ def score(
     after_s: float = 300.0,
     match_metric: bool = False,
     episode_gap_s: float = 300.0,
+    scope: Scope = "entity",
 ) -> Score:
     """Detection rate, median delay in scrapes and false alarms (per series-day when ``series_days`` is given)."""
     dets = sorted(detections, key=lambda d: d.at)
@@ -213,7 +235,7 @@ def score(
     for d in dets:
         hit = False
         for inc in incidents:
-            if matches(inc, d, before_s=before_s, after_s=after_s, match_metric=match_metric):
+            if matches(inc, d, before_s=before_s, after_s=after_s, match_metric=match_metric, scope=scope):
                 hit = True
                 first.setdefault(inc.incident_id, d.at)
         if not hit:

@@ -7,6 +7,7 @@ import json
 import math
 import pickle
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -363,9 +364,9 @@ def test_likelihood_learning_without_scoring_gives_the_same_state_as_scoring_fir
     assert pickle.dumps(a) == pickle.dumps(b)
 
 
-def test_default_detector_is_the_context_likelihood_ensemble():
-    assert DEFAULT_DETECTOR == "seasonal_ctx"
-    assert isinstance(make_detector(), ContextLikelihood)
+def test_default_detector_is_the_seasonal_likelihood():
+    assert DEFAULT_DETECTOR == "seasonal_lik"
+    assert isinstance(make_detector(), SeasonalLikelihood)
 
 
 def test_context_novelty_reports_familiar_values_in_a_new_order_before_point_surprise_does():
@@ -529,7 +530,7 @@ def test_context_likelihood_survives_a_jump_far_outside_a_tiny_range():
 
 @pytest.mark.parametrize("rate, offset", [(0.003, 0), (0.002, 50), (0.005, 0), (0.1, 0), (0.3, 7), (1 / 3, 0)])
 def test_steady_rate_threshold_is_where_the_rate_test_starts_to_hold_for_good(rate, offset):
-    from models.detectors import _steady_from
+    from models.detectors._kernel import steady_from as _steady_from
 
     def floor_reached(k: int) -> bool:  # SeasonalLikelihood's test for its long-run rate
         return 1.0 / (k + offset) < rate
@@ -544,10 +545,135 @@ def test_steady_rate_threshold_is_where_the_rate_test_starts_to_hold_for_good(ra
 
 
 def test_odd_rates_keep_the_original_rate_test_on_every_sample():
-    from models.detectors import _NEVER, _steady_from
+    from models.detectors._kernel import NEVER as _NEVER, steady_from as _steady_from
 
     for rate in (0.0, -0.1, math.nan, math.inf, 5e-324):
         assert _steady_from(lambda k: True, rate) == _NEVER
     det = SeasonalZScore(alpha=0.0)  # a level that never moves past the plain average
     run(det, noise(200))
     assert det._n_steady == _NEVER and abs(det.baseline - 100.0) < 0.5
+
+
+# -- compact exact state: to_bytes / detector_from_bytes ----------------------------------------
+
+from models.detectors import detector_from_bytes  # noqa: E402
+from models.errors import DetectorStateError  # noqa: E402
+
+CUSTOM = {
+    "ewma_z": {"alpha": 0.01, "warmup": 5, "feature": "cpu"},
+    "seasonal_z": {"bins": 12, "refractory": 50, "resolution": 0.5, "feature": "cpu"},
+    "seasonal_lik": {"short": 0.2, "prior_n": 10, "resolution": 1.0, "spike": 5.0, "feature": "cpu"},
+    "seasonal_ctx": {"levels": 4, "context": 4, "bins": 48, "feature": "cpu"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+@pytest.mark.parametrize("custom", [False, True], ids=["defaults", "custom"])
+def test_state_bytes_reload_to_a_detector_that_scores_exactly_as_the_original(name, custom):
+    params = CUSTOM[name] if custom else {}
+    feature = params.get("feature", "value")
+    a = make_detector(name, **params)
+    history = daily(DAY + 77) + [0.0, math.nan, 500.0]
+    for i, v in enumerate(history):
+        a.score_one({feature: v}, t=i * STEP)
+        a.learn_one({feature: v}, t=i * STEP)
+    data = a.to_bytes()
+    b = detector_from_bytes(data)
+    assert type(b) is type(a) and b.params() == a.params()
+    assert b.to_bytes() == data  # nothing lost, nothing added
+    assert b.baseline == a.baseline
+    tail = daily(DAY // 2, seed=5) + [900.0, 50.0, -3.0]
+    t0 = len(history) * STEP
+    got = [(a.score_one({feature: v}, t=t0 + i * STEP), b.score_one({feature: v}, t=t0 + i * STEP),
+            a.learn_one({feature: v}, t=t0 + i * STEP), b.learn_one({feature: v}, t=t0 + i * STEP))
+           for i, v in enumerate(tail)]
+    assert [x for x, *_ in got] == [y for _, y, *_ in got]
+    assert max(x for x, *_ in got) > 1.0  # the comparison covers real scores, not only zeros
+    assert a.to_bytes() == b.to_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_state_bytes_stay_small_and_leave_defaults_out(name):
+    det = make_detector(name)
+    run(det, daily(20_000))
+    size = len(det.to_bytes())
+    assert size <= 1024
+    if name in ("seasonal_lik", "seasonal_z", "ewma_z"):
+        assert size <= 300
+    assert det.to_bytes()[:3] == bytes((det.TAG, det.VERSION, 0))  # tag, version, "parameters are the defaults"
+    custom = make_detector(name, **CUSTOM[name])
+    assert custom.to_bytes()[2] == 1 and b"cpu" in custom.to_bytes()  # the parameters follow the header
+
+
+def test_default_detector_state_is_under_300_bytes_and_pickles_through_it():
+    det = make_detector()
+    run(det, daily(3 * DAY))
+    data = det.to_bytes()
+    assert len(data) <= 300
+    blob = pickle.dumps(det)
+    assert data in blob and len(blob) < len(data) + 100
+    assert pickle.loads(blob).to_bytes() == data
+
+
+def test_reading_state_that_is_not_a_detector_names_the_problem():
+    good = make_detector().to_bytes()
+    with pytest.raises(DetectorStateError, match="unknown detector tag 99"):
+        detector_from_bytes(bytes((99,)) + good[1:])
+    with pytest.raises(DetectorStateError, match="version 7"):
+        detector_from_bytes(good[:1] + bytes((7,)) + good[2:])
+    with pytest.raises(DetectorStateError, match="corrupt seasonal_lik state"):
+        detector_from_bytes(good[:-1])
+    with pytest.raises(DetectorStateError, match="shorter than its header"):
+        detector_from_bytes(b"\x03")
+    with pytest.raises(DetectorStateError, match="corrupt seasonal_lik state"):
+        detector_from_bytes(good[:2] + b"\x01" + good[3:])  # says parameters follow, but they do not
+    bad_mask = good[:2] + b"\x01" + struct.pack("<I", 1 << 20) + good[3:]  # names a 21st parameter
+    with pytest.raises(DetectorStateError, match="names more than 16 parameters"):
+        detector_from_bytes(bad_mask)
+    assert isinstance(DetectorStateError("x"), KubepulseModelError)
+
+
+def test_only_the_parameters_that_differ_from_the_defaults_are_stored():
+    plain = make_detector("seasonal_lik")
+    two = make_detector("seasonal_lik", spike=5.0, resolution=1.0)
+    assert len(two.to_bytes()) == len(plain.to_bytes()) + 4 + 2 * 8  # the mask and two doubles
+    assert detector_from_bytes(two.to_bytes()).params() == two.params()
+
+
+# -- resolution: the error scale's floor in the series' unit ----------------------------------------
+
+
+def errors_counter(n: int, *, seed: int = 9, p: float = 0.0005) -> list[float]:
+    """Errors per second of an interface at a 15 s scrape: 0, and a single dropped packet now and then."""
+    rng = random.Random(seed)
+    return [1 / STEP if rng.random() < p else 0.0 for _ in range(n)]
+
+
+def test_a_single_error_on_an_almost_always_zero_counter_is_not_an_anomaly_given_its_resolution():
+    series = errors_counter(4 * DAY)
+    blips = sum(1 for v in series if v)
+    assert blips >= 5  # the series does have its blips
+    plain = run(SeasonalLikelihood(), series)
+    assert max(plain) > 7  # without a unit, one error in 15 s is an infinite surprise
+    quiet = run(SeasonalLikelihood(resolution=1.0), series)
+    assert max(quiet) < 1.0
+    storm = run(SeasonalLikelihood(resolution=1.0), series + [150.0] * 10)
+    assert max(storm[len(series):]) > 6  # 150 errors/s is still far outside
+
+
+def test_resolution_zero_leaves_every_score_as_it_was():
+    series = daily(DAY) + [200.0] + daily(200, seed=4)
+    assert run(SeasonalLikelihood(resolution=0.0), series) == run(SeasonalLikelihood(), series)
+    with pytest.raises(ValueError, match="resolution >= 0"):
+        SeasonalLikelihood(resolution=-1.0)
+
+
+@pytest.mark.parametrize("module", ["models.detectors", "models.detectors._kernel", "models.detectors.ewma",
+                                    "models.detectors.seasonal", "models.detectors.likelihood",
+                                    "models.detectors.context", "models.replay", "streams.scoring"])
+def test_the_docstring_examples_of_the_detector_modules_hold(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

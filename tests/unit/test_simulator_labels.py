@@ -67,11 +67,28 @@ def test_a_detection_matches_its_incidents_target_and_window_only() -> None:
     assert not matches(inc, same.__class__(at=at(-1), cluster="c1", namespace="shop", pod="cart-1"))
     assert matches(inc, Detection(at=at(14), cluster="c1", namespace="shop", pod="cart-1"))  # within 5 min after the end
     assert not matches(inc, Detection(at=at(16), cluster="c1", namespace="shop", pod="cart-1"))
-    assert matches(inc, Detection.from_series("c1/-/node:n1/-/node.cpu_cores", at(3)))
     assert not matches(inc, Detection.from_series("c1/shop/cart-1/cart/container.memory_rss_bytes", at(3)), match_metric=True)
     node_inc = incident("node_memory_pressure", namespace=None, pod=None, container=None, metrics=["node.memory_node_share"])
-    assert matches(node_inc, Detection(at=at(5), cluster="c1", node="n1", namespace="shop", pod="cart-7"))  # an Evicted pod
+    assert matches(node_inc, Detection.from_series("c1/-/node:n1/-/node.memory_node_share", at(5)))
+    assert not matches(node_inc, Detection.from_series("c1/-/node:n2/-/node.memory_node_share", at(5)))
     assert not matches(node_inc, Detection(at=at(5), cluster="c1", namespace="shop", pod="cart-7"))
+
+
+def test_the_matcher_counts_only_the_incidents_own_entity_unless_asked_for_the_whole_node() -> None:
+    inc = incident()  # a cpu_spike on c1/shop/cart-1/cart, on node n1
+    node_cpu = Detection.from_series("c1/-/node:n1/-/node.cpu_cores", at(3))
+    assert not matches(inc, node_cpu)  # the node's CPU is not the container's: no credit by default
+    assert matches(inc, node_cpu, scope="node")
+    named = incident("network_storm", container=None, metrics=["pod.network.rx_bytes_per_s", "node.network.rx_bytes_per_s"])
+    assert matches(named, Detection.from_series("c1/-/node:n1/iface:eth0/node.network.rx_bytes_per_s", at(3)))
+    assert not matches(named, Detection.from_series("c1/-/node:n1/iface:eth0/node.network.tx_bytes_per_s", at(3)))
+    node_inc = incident("node_memory_pressure", namespace=None, pod=None, container=None, metrics=["node.memory_node_share"])
+    evicted = Detection(at=at(5), cluster="c1", node="n1", namespace="shop", pod="cart-7")  # an Evicted pod on the node
+    assert not matches(node_inc, evicted)
+    assert matches(node_inc, evicted, scope="node")
+    s = score([inc, node_inc], [node_cpu, evicted], interval_s=15)
+    assert (s.detected, s.missed, s.false_alarms) == (1, [inc.incident_id], 1)  # the node's CPU is the node's own
+    assert score([inc, node_inc], [node_cpu, evicted], interval_s=15, scope="node").detected == 2
 
 
 def test_alerts_and_anomalies_become_detections() -> None:
