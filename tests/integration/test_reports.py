@@ -28,7 +28,7 @@ from collectors.simulator import Autoscaled, Growing, Oversized
 from kubepulse.report import capacity_report, from_rollups, install, kubectl_commands, rightsize, rightsize_report
 from models.records import CapacityForecast, NodeScrape, Recommendation
 from models.settings import load_settings
-from streams.index import alias_name, async_client, documents_for, index_name, sync_client
+from streams.index import alias_name, async_client, documents_for, field_types, index_name, sync_client
 from tests.indexingutil import cleanup_es, indexer_env
 from tests.reportutil import History, simulate_history
 
@@ -89,6 +89,13 @@ def reports_es(stack: dict[str, str], history: tuple[History, Raw]) -> Any:
     finally:
         client.close()
         asyncio.run(teardown())
+
+
+def _flat(props: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in props.items():
+        out += _flat(v["properties"], f"{prefix}{k}.") if "properties" in v else [prefix + k]
+    return out
 
 
 def _rec(recs: list[Recommendation], workload: str) -> Recommendation:
@@ -193,6 +200,9 @@ def test_report_run_writes_each_forecast_and_recommendation_once_a_day_and_the_c
     client.indices.refresh(index=f"{settings.elasticsearch.index_prefix}-*")
     assert client.count(index=alias_name(settings, "capacity"))["count"] == summary["capacity"]
     assert client.count(index=alias_name(settings, "recommendations"))["count"] == summary["recommendations"]
+    for kind in ("capacity", "recommendations"):  # the documents landed in the kinds' strict mappings, unchanged
+        (body,) = client.indices.get_mapping(index=alias_name(settings, kind)).body.values()
+        assert body["mappings"]["dynamic"] == "strict" and set(_flat(body["mappings"]["properties"])) == set(field_types(kind))
     doc = client.search(index=alias_name(settings, "recommendations"), query={"term": {"kubernetes.workload.name": "web-api"}})["hits"]["hits"][0]
     assert doc["_source"]["kubernetes.hpa.name"] == "web-api" and doc["_source"]["kubepulse.recommendation.held"] == ["cpu"]
     cap = runner.invoke(cli_app, ["report", "capacity", "--json", "--cluster", CLUSTER], env=env)
