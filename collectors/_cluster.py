@@ -1,8 +1,8 @@
-"""One pass over one cluster: list nodes and pods, scrape every node's Summary, publish NodeScrapes and QuotaScrapes.
+"""One pass over one cluster: list nodes and pods, scrape every node's Summary, publish NodeScrapes, QuotaScrapes and AutoscalerScrapes.
 
-ResourceQuotas are listed once per pass beside the node and pod lists and
-published as one QuotaScrape each; a cluster that forbids listing them still
-gets its node scrapes (the missing rule is logged once).
+ResourceQuotas and HorizontalPodAutoscalers are listed once per pass beside
+the node and pod lists and published as one record each; a cluster that
+forbids listing them still gets its node scrapes (the missing rule is logged once).
 
 Node scrapes run in a thread pool bounded by ``kubernetes.concurrency``
 (the official client is synchronous); parsing, joining, validating and
@@ -27,11 +27,13 @@ import orjson
 from collectors._inventory import NodeInfo, Owners, PodInfo, parse_node, parse_pod
 from collectors._kube import KubeClient
 from collectors._metrics import PASS_DURATION, SCRAPE_ERRORS
+from collectors._autoscalers import parse_autoscaler
 from collectors._quotas import parse_quota
 from collectors._rates import Counters
 from collectors._summary import build_from_metrics, build_from_summary
 from collectors.errors import AccessDenied, ApiError, MalformedPayload
 from collectors.rbac import (
+    LIST_AUTOSCALERS,
     LIST_JOBS,
     LIST_NODE_METRICS,
     LIST_NODES,
@@ -69,6 +71,26 @@ class PassReport:
     node_errors: dict[str, str] = field(default_factory=dict)
     quota_error: str | None = None
     """Why no quotas were published (e.g. the missing ``resourcequotas`` rule), None when they were."""
+    autoscalers: int = 0
+    """HorizontalPodAutoscalers published."""
+    autoscaler_error: str | None = None
+    """Why no HPAs were published (e.g. the missing ``horizontalpodautoscalers`` rule), None when they were."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """An extra listed once per pass and published one record per object (ResourceQuotas, HPAs)."""
+
+    kind: str
+    """The :class:`PassReport` field counting them."""
+    error_field: str
+    label: str
+    call: Any
+    parse: Callable[..., Any]
+
+
+_QUOTAS = _Listed("quotas", "quota_error", "ResourceQuotas", LIST_RESOURCEQUOTAS, parse_quota)
+_AUTOSCALERS = _Listed("autoscalers", "autoscaler_error", "HorizontalPodAutoscalers", LIST_AUTOSCALERS, parse_autoscaler)
 
 
 class ClusterScraper:
@@ -85,7 +107,8 @@ class ClusterScraper:
         self.owners = Owners()
         self.source = "summary"
         self._warned_fallback = False
-        self._warned_quotas = False
+        self._warned: set[str] = set()
+        """Kinds of listed extras (quotas, autoscalers) whose missing rule has been logged."""
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -139,33 +162,33 @@ class ClusterScraper:
                 out.append((n.name, exc))
         return out
 
-    def _quotas(self, at: datetime) -> tuple[list[tuple[str, bytes]], list[str]]:
-        items, _ = self.client.list_all(LIST_RESOURCEQUOTAS)
+    def _listed(self, what: _Listed, at: datetime) -> tuple[list[tuple[str, bytes]], list[str]]:
+        items, _ = self.client.list_all(what.call)
         out: list[tuple[str, bytes]] = []
         bad: list[str] = []
         for obj in items:
             try:
-                q = parse_quota(obj, cluster=self.cluster, at=at)
+                r = what.parse(obj, cluster=self.cluster, at=at)
             except MalformedPayload as exc:
-                bad.append(str(exc))  # one bad quota must not hide the others
+                bad.append(str(exc))  # one bad object must not hide the others
                 continue
-            out.append((q.key, encode(q)))
+            out.append((r.key, encode(r)))
         return out, bad
 
     # -- the pass -----------------------------------------------------------
 
-    async def _quota_pass(self, publish: Publish, report: PassReport, at: datetime) -> None:
+    async def _listed_pass(self, what: _Listed, publish: Publish, report: PassReport, at: datetime) -> None:
         loop = asyncio.get_running_loop()
         try:
-            records, bad = await loop.run_in_executor(self.pool, self._quotas, at)
+            records, bad = await loop.run_in_executor(self.pool, self._listed, what, at)
         except ApiError as exc:
-            report.quota_error = str(exc)
+            setattr(report, what.error_field, str(exc))
             if isinstance(exc, AccessDenied) and exc.status == 403:
-                # Quotas are an extra: without the rule the collector goes on
+                # Quotas and HPAs are extras: without the rule the collector goes on
                 # with metrics and events, and says once which rule to add.
-                if not self._warned_quotas:
-                    log.warning("%s. Collecting metrics and events without ResourceQuotas until it is granted.", exc)
-                    self._warned_quotas = True
+                if what.kind not in self._warned:
+                    log.warning("%s. Collecting metrics and events without %s until it is granted.", exc, what.label)
+                    self._warned.add(what.kind)
                 return
             # Already retried (429/5xx/timeouts) by the client: fail the pass so
             # the cluster loop backs off, as for the node and pod lists.
@@ -174,36 +197,38 @@ class ClusterScraper:
             SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
             return
         except Exception as exc:  # noqa: BLE001 - a bug here must not end the pass or lose its node scrapes
-            log.exception("cluster %s: resourcequotas: unexpected error", self.cluster)
-            report.quota_error = f"unexpected {type(exc).__name__}: {exc}"
+            log.exception("cluster %s: %s: unexpected error", self.cluster, what.call.resource)
+            setattr(report, what.error_field, f"unexpected {type(exc).__name__}: {exc}")
             report.errors += 1
             SCRAPE_ERRORS.labels(self.cluster, "internal").inc()
             return
-        if self._warned_quotas:
-            log.warning("cluster %s: listing resourcequotas is allowed again; publishing ResourceQuotas", self.cluster)
-            self._warned_quotas = False
+        if what.kind in self._warned:
+            log.warning("cluster %s: listing %s is allowed again; publishing %s", self.cluster, what.call.resource, what.label)
+            self._warned.discard(what.kind)
         for reason in bad:
             report.errors += 1
             SCRAPE_ERRORS.labels(self.cluster, MalformedPayload.reason).inc()
-            log.warning("cluster %s: ResourceQuota skipped (malformed): %s", self.cluster, reason)
+            log.warning("cluster %s: %s skipped (malformed): %s", self.cluster, what.label, reason)
         await asyncio.gather(*(publish(key, data) for key, data in records))
-        report.quotas = len(records)
+        setattr(report, what.kind, len(records))
 
-    async def scrape_once(self, publish: Publish, *, publish_quota: Publish | None = None) -> PassReport:
+    async def scrape_once(self, publish: Publish, *, publish_quota: Publish | None = None,
+                          publish_autoscaler: Publish | None = None) -> PassReport:
         """One full pass; never raises for a cluster-level failure (it is in ``report.error``).
 
-        With ``publish_quota``, the cluster's ResourceQuotas are listed and
-        published too, stamped with the pass's start time.
+        With ``publish_quota`` (``publish_autoscaler``), the cluster's ResourceQuotas
+        (HorizontalPodAutoscalers) are listed and published too, stamped with the pass's start time.
         """
         report = PassReport(self.cluster)
         t0 = time.monotonic()
         at = datetime.now(timezone.utc)
-        quotas = asyncio.ensure_future(self._quota_pass(publish_quota, report, at)) if publish_quota else None
+        extras = [asyncio.ensure_future(self._listed_pass(what, pub, report, at))
+                  for what, pub in ((_QUOTAS, publish_quota), (_AUTOSCALERS, publish_autoscaler)) if pub is not None]
         try:
             listed = await self._node_pass(publish, report)
         finally:
-            if quotas is not None:
-                await quotas
+            if extras:
+                await asyncio.gather(*extras)
         report.duration_s = time.monotonic() - t0
         if listed:
             PASS_DURATION.labels(self.cluster).observe(report.duration_s)

@@ -1,8 +1,10 @@
-"""The collector process: scrapes every configured cluster concurrently, publishes to metrics.v1, events.v1 and quotas.v1.
+"""The collector process: scrapes every configured cluster concurrently, publishes to metrics.v1, events.v1, quotas.v1 and autoscalers.v1.
 
 Writes ``kubepulse.metrics.v1`` (one NodeScrape per node per pass, key
 ``cluster/node``), ``kubepulse.quotas.v1`` (one QuotaScrape per
-ResourceQuota per pass, key ``cluster/namespace/name``) and
+ResourceQuota per pass, key ``cluster/namespace/name``),
+``kubepulse.autoscalers.v1`` (one AutoscalerScrape per HorizontalPodAutoscaler
+per pass, same key) and
 ``kubepulse.events.v1`` (one KubeEvent per new event or count, key
 ``cluster/namespace/object``) with an idempotent ``acks=all`` producer.
 Each cluster runs its own loop: a jittered interval when healthy,
@@ -30,7 +32,7 @@ from collectors.errors import ClusterConfigError, CollectorError
 from models.codec import encode
 from models.records import KubeEvent
 from models.settings import ClusterSettings, Settings
-from streams.topics import EVENTS, METRICS, QUOTAS
+from streams.topics import AUTOSCALERS, EVENTS, METRICS, QUOTAS
 
 log = logging.getLogger("kubepulse.collectors")
 
@@ -65,6 +67,7 @@ class Collector:
         self.metrics_topic = METRICS.named(settings.kafka.topic_prefix)
         self.events_topic = EVENTS.named(settings.kafka.topic_prefix)
         self.quotas_topic = QUOTAS.named(settings.kafka.topic_prefix)
+        self.autoscalers_topic = AUTOSCALERS.named(settings.kafka.topic_prefix)
         self.scrapers: dict[str, ClusterScraper] = {}
         self.config_errors: dict[str, str] = {}
         self.watchers: dict[str, EventWatcher] = {}
@@ -126,7 +129,7 @@ class Collector:
             existing = set(await admin.list_topics())
             new = [
                 NewTopic(t, num_partitions=k.topic_partitions, replication_factor=k.topic_replication)
-                for t in (self.metrics_topic, self.events_topic, self.quotas_topic)
+                for t in (self.metrics_topic, self.events_topic, self.quotas_topic, self.autoscalers_topic)
                 if t not in existing
             ]
             if new:
@@ -225,6 +228,7 @@ class Collector:
         report = await self.scrapers[name].scrape_once(
             self._publisher(name, topic=self.metrics_topic, kind="metrics"),
             publish_quota=self._publisher(name, topic=self.quotas_topic, kind="quotas"),
+            publish_autoscaler=self._publisher(name, topic=self.autoscalers_topic, kind="autoscalers"),
         )
         if report.error:
             log.warning("cluster %s: pass failed: %s", name, report.error)

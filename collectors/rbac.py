@@ -24,6 +24,7 @@ __all__ = [
     "LIST_NODE_METRICS",
     "LIST_POD_METRICS",
     "LIST_RESOURCEQUOTAS",
+    "LIST_AUTOSCALERS",
     "CALLS",
     "REQUIRED_RULES",
     "rule_yaml",
@@ -61,6 +62,7 @@ WATCH_EVENTS = ApiCall("watch", "", "events", "/api/v1/events")
 LIST_NODE_METRICS = ApiCall("list", "metrics.k8s.io", "nodes", "/apis/metrics.k8s.io/v1beta1/nodes")
 LIST_POD_METRICS = ApiCall("list", "metrics.k8s.io", "pods", "/apis/metrics.k8s.io/v1beta1/pods")
 LIST_RESOURCEQUOTAS = ApiCall("list", "", "resourcequotas", "/api/v1/resourcequotas")
+LIST_AUTOSCALERS = ApiCall("list", "autoscaling", "horizontalpodautoscalers", "/apis/autoscaling/v2/horizontalpodautoscalers")
 
 CALLS: tuple[ApiCall, ...] = (
     LIST_NODES,
@@ -73,6 +75,7 @@ CALLS: tuple[ApiCall, ...] = (
     LIST_NODE_METRICS,
     LIST_POD_METRICS,
     LIST_RESOURCEQUOTAS,
+    LIST_AUTOSCALERS,
 )
 
 

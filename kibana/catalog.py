@@ -41,6 +41,7 @@ TIME_FIELD = "@timestamp"
 
 DATA_VIEW_KINDS: tuple[str, ...] = (
     "metrics", "events", "rollups-1m", "rollups-1h", "anomalies", "alerts", "notifications", "incidents", "deadletter", "quotas",
+    "autoscalers", "capacity", "recommendations",
 )
 """One data view per index kind's alias (one per rollup window: their documents must not be aggregated
 together); the order is the order in the NDJSON file."""
@@ -837,7 +838,209 @@ EVENTS = DashboardSpec(
     ),
 )
 
-DASHBOARDS: tuple[DashboardSpec, ...] = (FLEET, NODES, WORKLOADS, QUOTAS, NET_STORAGE, ANOMALIES, ALERTS, EVENTS)
+
+# ----------------------------------------------------------------- capacity (kubepulse report run)
+
+DAYS = "kubepulse.capacity.days_to_full"
+ENTITY = Terms("kubepulse.entity", 50, "Entity")
+RESOURCE = Terms("kubepulse.capacity.resource", 5, "Resource")
+USE_CPU = (Is("kubepulse.capacity.resource", "cpu_use"),)
+USE_MEMORY = (Is("kubepulse.capacity.resource", "memory_working_set"),)
+
+CAPACITY = DashboardSpec(
+    key="capacity",
+    nav_title="Capacity",
+    title="[kubepulse] Capacity",
+    description="From `kubepulse report run` (daily): days until each node, namespace, cluster and volume reaches its "
+    "allocatable, quota or capacity (trend with a daily profile, 80 % interval), and idle capacity (limit minus p95 use).",
+    control_kind="capacity",
+    panels=(
+        Panel(
+            "capacity-full-30d",
+            "Full within 30 days",
+            "capacity",
+            "metric",
+            (Metric("unique_count", "kubepulse.entity", "Entities full within 30 days"),),
+            where=(Exists(DAYS), Not(AtLeast(DAYS, 30))),
+            description="Nodes, namespaces, clusters and volumes with a resource whose daily peak reaches its limit within 30 days.",
+            w=12,
+            h=6,
+        ),
+        Panel("capacity-soonest", "Soonest full (days)", "capacity", "metric", (Metric("min", DAYS, "Soonest full (days)", "number"),),
+              w=12, h=6),
+        Panel(
+            "capacity-idle-cpu",
+            "Idle CPU in the clusters (cores)",
+            "capacity",
+            "metric",
+            (Formula(Bin("multiply", Agg("average", "kubepulse.capacity.idle.cores"), Agg("unique_count", "kubepulse.entity")),
+                     "Idle CPU (cores)", "number"),),
+            where=(Is("kubepulse.capacity.entity_kind", "cluster"), *USE_CPU),
+            description="Allocatable minus the p95 of the hourly CPU use, summed over the clusters (average per report run).",
+            w=12,
+            h=6,
+        ),
+        Panel(
+            "capacity-idle-memory",
+            "Idle memory in the clusters",
+            "capacity",
+            "metric",
+            (Formula(Bin("multiply", Agg("average", "kubepulse.capacity.idle.bytes"), Agg("unique_count", "kubepulse.entity")),
+                     "Idle memory", "bytes"),),
+            where=(Is("kubepulse.capacity.entity_kind", "cluster"), *USE_MEMORY),
+            w=12,
+            h=6,
+        ),
+        Panel(
+            "capacity-soonest-table",
+            "Soonest to reach their limit",
+            "capacity",
+            "table",
+            (
+                Metric("min", DAYS, "Full in (days)", "number"),
+                Metric("min", "kubepulse.capacity.days_to_full_low", "Earliest (days)", "number"),
+                Metric("max", "kubepulse.capacity.days_to_full_high", "Latest (days)", "number"),
+                Metric("max", "kubepulse.capacity.used.pct", "Used of limit", "percent"),
+            ),
+            rows=(CLUSTER, ENTITY, RESOURCE),
+            where=(Exists(DAYS),),
+            description="One row per entity and resource that reaches its limit within the horizon (a year).",
+            w=48,
+            h=14,
+        ),
+        Panel(
+            "capacity-days-time",
+            "Days to full, report by report",
+            "capacity",
+            "line",
+            (Metric("min", DAYS, "Full in (days)", "number"),),
+            x=T,
+            split=Terms("kubepulse.entity", 10, "Entity"),
+            where=(Exists(DAYS),),
+            description="A forecast that holds moves down one day per day; a line that jumps is a trend that changed.",
+        ),
+        Panel(
+            "capacity-idle-nodes",
+            "Idle capacity per node",
+            "capacity",
+            "table",
+            (
+                Metric("average", "kubepulse.capacity.idle.cores", "Idle CPU (cores)", "number", where=USE_CPU),
+                Metric("average", "kubepulse.capacity.idle.bytes", "Idle memory", "bytes", where=USE_MEMORY),
+                Metric("max", "kubepulse.capacity.used.pct", "Highest use of allocatable", "percent"),
+            ),
+            rows=(CLUSTER, Terms("kubernetes.node.name", 100, "Node")),
+            where=(Is("kubepulse.capacity.entity_kind", "node"),),
+        ),
+        Panel(
+            "capacity-namespaces",
+            "Namespaces against their quotas",
+            "capacity",
+            "table",
+            (
+                Metric("max", "kubepulse.capacity.used.pct", "Used of quota", "percent"),
+                Metric("min", DAYS, "Full in (days)", "number"),
+                Metric("min", "kubepulse.capacity.days_to_full_low", "Earliest (days)", "number"),
+            ),
+            rows=(CLUSTER, Terms("kubernetes.namespace", 50, "Namespace"), RESOURCE),
+            where=(Is("kubepulse.capacity.entity_kind", "namespace"), Exists("kubepulse.capacity.limit_kind")),
+            w=48,
+        ),
+    ),
+)
+
+# ----------------------------------------------------------------- right-sizing (kubepulse report run)
+
+REC = "kubepulse.recommendation"
+WORKLOAD_CONTAINER = (CLUSTER, Terms("kubernetes.namespace", 50, "Namespace"), Terms("kubernetes.workload.name", 100, "Workload"),
+                      Terms("kubernetes.container.name", 10, "Container"))
+
+
+def _fleet_total(field: str) -> Bin:
+    """average(x) * unique_count(entity): the total over workloads per report run, however many runs the range holds."""
+    return Bin("multiply", Agg("average", field), Agg("unique_count", "kubepulse.entity"))
+
+
+RIGHTSIZING = DashboardSpec(
+    key="rightsizing",
+    nav_title="Right-sizing",
+    title="[kubepulse] Right-sizing",
+    description="From `kubepulse report run` (daily): recommended CPU and memory requests and limits per workload and container "
+    "from 14 days of hourly rollups, and what today's requests waste. Requests an HPA scales against are held.",
+    control_kind="recommendations",
+    panels=(
+        Panel("rightsize-cpu-waste", "CPU requested but not needed (cores)", "recommendations", "metric",
+              (Formula(_fleet_total(f"{REC}.cpu.waste.total_cores"), "CPU waste (cores)", "number"),), w=12, h=6),
+        Panel("rightsize-memory-waste", "Memory requested but not needed", "recommendations", "metric",
+              (Formula(_fleet_total(f"{REC}.memory.waste.total_bytes"), "Memory waste", "bytes"),), w=12, h=6),
+        Panel("rightsize-containers", "Workload containers", "recommendations", "metric",
+              (Metric("unique_count", "kubepulse.entity", "Workload containers"),), w=12, h=6),
+        Panel(
+            "rightsize-held",
+            "Held by an HPA",
+            "recommendations",
+            "metric",
+            (Metric("unique_count", "kubepulse.entity", "Containers with a held request"),),
+            where=(Exists(f"{REC}.held"),),
+            description="Requests an HPA compares utilization against are kept: cutting them would scale the workload out.",
+            w=12,
+            h=6,
+        ),
+        Panel(
+            "rightsize-table",
+            "Recommendations, most waste first",
+            "recommendations",
+            "table",
+            (
+                Metric("average", f"{REC}.cpu.waste.total_cores", "CPU waste (cores, all replicas)", "number"),
+                Metric("average", f"{REC}.cpu.request.current.cores", "CPU request now", "number"),
+                Metric("average", f"{REC}.cpu.request.recommended.cores", "CPU request recommended", "number"),
+                Metric("average", f"{REC}.memory.waste.total_bytes", "Memory waste (all replicas)", "bytes"),
+                Metric("average", f"{REC}.memory.request.current.bytes", "Memory request now", "bytes"),
+                Metric("average", f"{REC}.memory.request.recommended.bytes", "Memory request recommended", "bytes"),
+                Metric("average", f"{REC}.memory.limit.recommended.bytes", "Memory limit recommended", "bytes"),
+                Metric("min", f"{REC}.confidence", "Confidence", "number"),
+            ),
+            rows=WORKLOAD_CONTAINER,
+            w=48,
+            h=16,
+        ),
+        Panel(
+            "rightsize-waste-time",
+            "Waste, report by report",
+            "recommendations",
+            "line",
+            (Formula(_fleet_total(f"{REC}.cpu.waste.total_cores"), "CPU waste (cores)", "number"),),
+            x=T,
+            split=CLUSTER,
+        ),
+        Panel(
+            "rightsize-waste-namespaces",
+            "CPU waste per namespace (cores)",
+            "recommendations",
+            "bar",
+            (Formula(_fleet_total(f"{REC}.cpu.waste.total_cores"), "CPU waste (cores)", "number"),),
+            x=Terms("kubernetes.namespace", 10, "Namespace"),
+        ),
+        Panel(
+            "rightsize-hpa",
+            "Workloads under an HPA",
+            "recommendations",
+            "table",
+            (
+                Metric("average", f"{REC}.cpu.request.current.cores", "CPU request (held)", "number"),
+                Metric("average", f"{REC}.cpu.p95.cores", "CPU p95 per replica", "number"),
+                Metric("average", f"{REC}.replicas", "Replicas", "number"),
+            ),
+            rows=(*WORKLOAD_CONTAINER, Terms("kubernetes.hpa.name", 10, "HPA")),
+            where=(Exists("kubernetes.hpa.name"),),
+            description="Lower their cost by raising the HPA's target utilization, not by cutting the request it divides by.",
+            w=48,
+        ),
+    ),
+)
+
+DASHBOARDS: tuple[DashboardSpec, ...] = (FLEET, NODES, WORKLOADS, QUOTAS, NET_STORAGE, CAPACITY, RIGHTSIZING, ANOMALIES, ALERTS, EVENTS)
 
 
 def all_panels() -> list[Panel]:

@@ -51,6 +51,8 @@ __all__ = [
     "ObjectRef",
     "KubeEvent",
     "QuotaScrape",
+    "AutoscalerMetric",
+    "AutoscalerScrape",
     "MetricStats",
     "EntityRollup",
     "ENTITY_KINDS",
@@ -62,7 +64,10 @@ __all__ = [
     "Silence",
     "GroupDelivery",
     "AlertGroupState",
+    "CapacityForecast",
+    "Recommendation",
     "RECORD_TYPES",
+    "REPORT_TYPES",
 ]
 
 SCHEMA_VERSION = 1
@@ -314,6 +319,56 @@ class QuotaScrape(Record):
     source: Literal["kubernetes", "simulator"] = "kubernetes"
     hard: dict[Name, Quantity] = Field(default_factory=dict)
     used: dict[Name, Quantity] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.cluster}/{self.namespace}/{self.name}"
+
+
+# --------------------------------------------------------------------------
+# HorizontalPodAutoscalers (kubepulse.autoscalers.v1)
+# --------------------------------------------------------------------------
+
+
+class AutoscalerMetric(_Part):
+    """One metric an autoscaling/v2 HorizontalPodAutoscaler scales on (``spec.metrics[]``).
+
+    ``type`` is the HPA's: ``Resource`` (the pods' CPU or memory against their requests), ``ContainerResource``
+    (one container's), ``Pods``, ``Object`` or ``External``. For the first two, ``resource`` is ``cpu`` or
+    ``memory`` and the target is ``target_average_utilization`` (percent of the request: what a request
+    change moves) or ``target_average_value`` (cores or bytes per pod: no request in it).
+    """
+
+    type: Literal["Resource", "ContainerResource", "Pods", "Object", "External"]
+    resource: str | None = None
+    container: str | None = None
+    target_type: Literal["Utilization", "AverageValue", "Value"] | None = None
+    target_average_utilization: Annotated[int, Field(ge=1)] | None = None
+    target_average_value: Quantity | None = None
+    metric_name: str | None = None
+    """The metric's name for Pods, Object and External metrics."""
+
+
+class AutoscalerScrape(Record):
+    """One HorizontalPodAutoscaler (autoscaling/v2) at one time: what it scales, on what, and within which bounds.
+
+    Right-sizing reads it: a request an HPA compares utilization against is not cut (see the README,
+    Capacity and right-sizing).
+    """
+
+    cluster: Segment
+    namespace: Segment
+    name: Segment
+    timestamp: AwareDatetime
+    source: Literal["kubernetes", "simulator"] = "kubernetes"
+    target_kind: Name
+    """``spec.scaleTargetRef.kind``: Deployment, StatefulSet..."""
+    target_name: Name
+    min_replicas: Annotated[int, Field(ge=0)] = 1
+    max_replicas: Annotated[int, Field(ge=1)]
+    current_replicas: Count | None = None
+    desired_replicas: Count | None = None
+    metrics: list[AutoscalerMetric] = Field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -587,10 +642,123 @@ class AlertGroupState(Record):
         return f"{self.receiver}|{self.group_key}"
 
 
+# --------------------------------------------------------------------------
+# Reports (kubepulse report run): the capacity and right-sizing indices
+# --------------------------------------------------------------------------
+
+Resource = Literal["cpu_requests", "memory_requests", "memory_working_set", "filesystem", "cpu_use"]
+
+
+class CapacityForecast(Record):
+    """When one resource of one node, namespace, cluster or volume reaches its limit, from the hourly rollups.
+
+    Written by ``kubepulse report run`` (one per entity, resource and day: a rerun the same day replaces it),
+    not on a topic. ``limit`` is what the resource reaches: a node's or the cluster's allocatable, a
+    namespace's ResourceQuota (``requests.cpu``, ``requests.memory``, ``limits.memory``), a filesystem's
+    capacity. ``days_to_full`` is when the fitted daily peak (trend plus the daily profile's highest hour)
+    reaches it, ``days_to_full_low``/``_high`` the interval (``interval`` coverage) from the trend's
+    uncertainty; None where it is not reached within ``horizon_days`` (``days_to_full_high`` None: the
+    slow end of the interval is beyond the horizon). 0 when the limit is already reached. ``idle`` is the
+    limit minus the p95 of the hourly use: what is there but not used in 95 % of hours.
+    """
+
+    cluster: Segment
+    entity_kind: Literal["node", "namespace", "cluster", "volume"]
+    entity_id: LongId
+    node: str | None = None
+    namespace: str | None = None
+    volume: str | None = None
+    persistentvolumeclaim: str | None = None
+    resource: Resource
+    unit: Literal["cores", "bytes"]
+    limit_kind: Literal["allocatable", "quota", "capacity"] | None = None
+    limit_name: str | None = None
+    """The quota resource (``requests.cpu``...) and ResourceQuota for a namespace, else None."""
+    limit: Finite | None = None
+    current: Finite
+    """The newest hour's mean."""
+    p95: Finite
+    """95th percentile of the hourly means over the history."""
+    peak: Finite
+    """The highest hourly maximum over the history."""
+    idle: Finite | None = None
+    used_share: Finite | None = None
+    """``current / limit``."""
+    growth_per_day: Finite
+    """The trend's change per day in the unit, at the newest hour."""
+    model: Literal["linear", "exponential", "flat"]
+    """Which trend fitted better (``flat``: too little history or no variation for a trend)."""
+    days_to_full: Annotated[float, Field(ge=0)] | None = None
+    days_to_full_low: Annotated[float, Field(ge=0)] | None = None
+    days_to_full_high: Annotated[float, Field(ge=0)] | None = None
+    full_at: AwareDatetime | None = None
+    interval: Annotated[float, Field(gt=0, lt=1)]
+    horizon_days: Annotated[float, Field(gt=0)]
+    history_hours: Count
+    history_start: AwareDatetime
+    history_end: AwareDatetime
+    generated_at: AwareDatetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.entity_id}/{self.resource}"
+
+
+class Recommendation(Record):
+    """Recommended requests and limits of one container of one workload, from its last days of hourly rollups.
+
+    Written by ``kubepulse report run`` (one per workload, container and day). CPU in cores, memory in
+    bytes; ``current_*`` are the requests and limits the containers have now (None: not set), ``waste_*``
+    the current request minus the recommended one (negative: under-requested). ``confidence`` (0..1) grows
+    with the hours of history, up to the whole ``history_days``. ``hpa`` names the HorizontalPodAutoscaler
+    that scales the workload; ``held`` lists the resources whose request is kept because that HPA compares
+    its utilization against them (a cut would raise the utilization it sees and scale the workload out).
+    """
+
+    cluster: Segment
+    namespace: Segment
+    workload: Segment
+    workload_kind: str | None = None
+    container: Segment
+    pods: Count
+    """Distinct pods (replicas over time) the history covers."""
+    cpu_p95: Finite
+    cpu_p99: Finite
+    cpu_max: Finite
+    memory_p95: Finite
+    memory_p99: Finite
+    memory_max: Finite
+    current_cpu_request: Finite | None = None
+    current_cpu_limit: Finite | None = None
+    current_memory_request: Finite | None = None
+    current_memory_limit: Finite | None = None
+    cpu_request: Finite
+    cpu_limit: Finite | None = None
+    memory_request: Finite
+    memory_limit: Finite
+    waste_cpu_cores: Finite | None = None
+    waste_memory_bytes: Finite | None = None
+    """Per replica; the workload's waste is this times its replicas (``replicas``)."""
+    replicas: Annotated[float, Field(ge=0)]
+    """Average replicas over the newest day of the history."""
+    hpa: str | None = None
+    held: list[Literal["cpu", "memory"]] = Field(default_factory=list)
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    history_hours: Count
+    history_start: AwareDatetime
+    history_end: AwareDatetime
+    generated_at: AwareDatetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.cluster}/{self.namespace}/workload:{self.workload}/{self.container}"
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     "metrics": NodeScrape,
     "events": KubeEvent,
     "quotas": QuotaScrape,
+    "autoscalers": AutoscalerScrape,
     "rollups": EntityRollup,
     "anomalies": Anomaly,
     "alerts": AlertTransition,
@@ -601,3 +769,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "alertgroups": AlertGroupState,
 }
 """Record kind (the topic's middle name and the index kind) to its class."""
+
+
+REPORT_TYPES: dict[str, type[Record]] = {"capacity": CapacityForecast, "recommendations": Recommendation}
+"""Records that are written to Elasticsearch by ``kubepulse report run`` and to no topic: index kind to class."""

@@ -331,6 +331,13 @@ class RetentionSettings(_Group):
     events_days: int = Field(30, ge=1)
     quotas_days: int = Field(30, ge=1)
     """ResourceQuota documents (a few per namespace per scrape): a month of capacity history."""
+    autoscalers_days: int = Field(30, ge=1)
+    """HorizontalPodAutoscaler documents (one per HPA and day): what right-sizing reads of the last days."""
+    capacity_days: int = Field(400, ge=1)
+    """Capacity forecasts (one per entity, resource and day of ``kubepulse report run``): as long as the
+    hourly rollups, so a forecast can be checked against what happened."""
+    recommendations_days: int = Field(400, ge=1)
+    """Right-sizing recommendations (one per workload, container and day)."""
     rollups_1m_days: int = Field(14, ge=1)
     """1-minute rollups: two weeks of minute-level history for dashboards."""
     rollups_1h_days: int = Field(400, ge=1)

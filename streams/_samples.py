@@ -20,6 +20,9 @@ from models.records import (
     ENTITY_KINDS,
     AlertTransition,
     Anomaly,
+    AutoscalerMetric,
+    AutoscalerScrape,
+    CapacityForecast,
     ContainerSample,
     DeadLetter,
     EntityRollup,
@@ -34,6 +37,7 @@ from models.records import (
     ObjectRef,
     PodSample,
     QuotaScrape,
+    Recommendation,
     Record,
     Resources,
     Volume,
@@ -175,6 +179,34 @@ def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
             hard={"requests.cpu": 4.0, "requests.memory": 8 * 2**30, "pods": 20.0, "count/deployments.apps": 10.0, "requests.storage": 0.0, "limits.cpu": 8.0},
             used={"requests.cpu": 3.7, "requests.memory": 2 * 2**30, "pods": 9.0, "count/deployments.apps": 10.0, "requests.storage": 0.0},
         ),
+        "autoscalers": AutoscalerScrape(
+            cluster="c1",
+            namespace="ns0",
+            name="wl0",
+            timestamp=timestamp,
+            source="kubernetes",
+            target_kind="Deployment",
+            target_name="wl0",
+            min_replicas=2,
+            max_replicas=10,
+            current_replicas=3,
+            desired_replicas=4,
+            metrics=[
+                AutoscalerMetric(type="Resource", resource="cpu", target_type="Utilization", target_average_utilization=60),
+                AutoscalerMetric(type="ContainerResource", resource="memory", container="ct0", target_type="Utilization",
+                                 target_average_utilization=80),
+                AutoscalerMetric(type="Pods", metric_name="requests_per_second", target_type="AverageValue", target_average_value=100.0),
+            ],
+        ),
+        "capacity": full_capacity(timestamp=timestamp)[0],
+        "recommendations": Recommendation(
+            cluster="c1", namespace="ns0", workload="wl0", workload_kind="Deployment", container="ct0", pods=5,
+            cpu_p95=0.2, cpu_p99=0.3, cpu_max=0.5, memory_p95=2e8, memory_p99=2.5e8, memory_max=3e8,
+            current_cpu_request=1.0, current_cpu_limit=2.0, current_memory_request=1e9, current_memory_limit=2e9,
+            cpu_request=0.2, cpu_limit=0.375, memory_request=3e8, memory_limit=4e8, waste_cpu_cores=0.8, waste_memory_bytes=7e8,
+            replicas=3.0, hpa="wl0", held=["cpu"], confidence=0.5, history_hours=168, history_start=timestamp - timedelta(days=7),
+            history_end=timestamp, generated_at=timestamp,
+        ),
         "rollups": EntityRollup(
             entity_id="c1/ns0/p1/ct0",
             kind="container",
@@ -261,6 +293,22 @@ def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
             occurred_at=timestamp,
         ),
     }
+
+
+def full_capacity(*, timestamp: datetime = T0) -> list[CapacityForecast]:
+    """Two capacity forecasts, every field set between them: a node's CPU requests (cores) and a volume's filesystem (bytes)."""
+    common = dict(cluster="c1", model="exponential", days_to_full=12.5, days_to_full_low=9.0, days_to_full_high=20.0,
+                  full_at=timestamp + timedelta(days=12.5), interval=0.8, horizon_days=365.0, history_hours=672,
+                  history_start=timestamp - timedelta(days=28), history_end=timestamp, generated_at=timestamp)
+    return [
+        CapacityForecast(entity_kind="namespace", entity_id="c1/ns0/-/-", namespace="ns0", resource="cpu_requests", unit="cores",
+                         limit_kind="quota", limit_name="requests.cpu (compute)", limit=4.0, current=3.0, p95=3.1, peak=3.4,
+                         idle=0.9, used_share=0.75, growth_per_day=0.06, **common),  # type: ignore[arg-type]
+        CapacityForecast(entity_kind="volume", entity_id="c1/ns0/db-0/volume:data", node="n1", namespace="ns0", volume="data",
+                         persistentvolumeclaim="data-db-0", resource="filesystem", unit="bytes", limit_kind="capacity",
+                         limit=100e9, current=60e9, p95=61e9, peak=62e9, idle=39e9, used_share=0.6, growth_per_day=1e9,
+                         **common),  # type: ignore[arg-type]
+    ]
 
 
 _IDENTITY = ("node", "namespace", "workload", "workload_kind", "pod", "container", "volume", "persistentvolumeclaim", "interface")

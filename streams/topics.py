@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from models.records import (
     AlertTransition,
     Anomaly,
+    AutoscalerScrape,
     DeadLetter,
     EntityRollup,
     Incident,
@@ -29,6 +30,7 @@ __all__ = [
     "METRICS",
     "EVENTS",
     "QUOTAS",
+    "AUTOSCALERS",
     "ROLLUPS",
     "ANOMALIES",
     "ALERTS",
@@ -64,6 +66,7 @@ class TopicSpec:
 METRICS = TopicSpec("kubepulse.metrics.v1", "metrics", NodeScrape, "cluster/node")
 EVENTS = TopicSpec("kubepulse.events.v1", "events", KubeEvent, "cluster/namespace/object")
 QUOTAS = TopicSpec("kubepulse.quotas.v1", "quotas", QuotaScrape, "cluster/namespace/name")
+AUTOSCALERS = TopicSpec("kubepulse.autoscalers.v1", "autoscalers", AutoscalerScrape, "cluster/namespace/name")
 ROLLUPS = TopicSpec("kubepulse.rollups.v2", "rollups", EntityRollup, "entity id")
 ANOMALIES = TopicSpec("kubepulse.anomalies.v1", "anomalies", Anomaly, "series id")
 ALERTS = TopicSpec("kubepulse.alerts.v1", "alerts", AlertTransition, "alert fingerprint")
@@ -79,7 +82,7 @@ AGGREGATES_REPARTITION = TopicSpec("kubepulse.aggregates-repartition.v1", "aggre
                                    "cluster")
 
 TOPICS: tuple[TopicSpec, ...] = (
-    METRICS, EVENTS, QUOTAS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS, SILENCES, ALERT_GROUPS,
+    METRICS, EVENTS, QUOTAS, AUTOSCALERS, ROLLUPS, ANOMALIES, ALERTS, DEADLETTER, INCIDENTS, NOTIFICATIONS, SILENCES, ALERT_GROUPS,
 )
 
 

@@ -10,9 +10,14 @@ file; :mod:`collectors.simulator.labels` scores detections against it.
 from collectors.simulator._fleet import Fleet, StepResult
 from collectors.simulator._incidents import DEFAULT_DURATION_S, INCIDENT_EFFECTS, KINDS, IncidentKind, IncidentPlan
 from collectors.simulator._publish import RunStats, run
+from collectors.simulator._scenarios import Autoscaled, Growing, Oversized, Scenario
 from collectors.simulator.errors import LabelsError, SimulatorError
 
 __all__ = [
+    "Autoscaled",
+    "Growing",
+    "Oversized",
+    "Scenario",
     "DEFAULT_DURATION_S",
     "INCIDENT_EFFECTS",
     "KINDS",

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from models.records import Incident, Interface, KubeEvent, NodeSample, NodeScrape, PodSample, QuotaScrape, Volume, ContainerSample, Filesystem
+from models.records import (AutoscalerMetric, AutoscalerScrape, ContainerSample, Filesystem, Incident, Interface, KubeEvent, NodeSample,
+                            NodeScrape, PodSample, QuotaScrape, Volume)
 from models.settings import SimulatorSettings
 
 from collectors.simulator._build import make
@@ -51,6 +52,7 @@ from collectors.simulator._layout import (
     new_pod,
 )
 from collectors.simulator._quotas import quota_hard, quota_records
+from collectors.simulator._scenarios import Autoscaled, Growing, Scenario, ScenarioState, growing_quota, lay_out
 from collectors.simulator.errors import SimulatorError
 
 __all__ = ["Fleet", "StepResult"]
@@ -119,6 +121,7 @@ class Fleet:
         containers_per_pod: int | None = None,
         restart_every_s: float | None = 7 * 86400,
         rollout_every_s: float | None = 8 * 3600,
+        scenarios: Sequence[Scenario] = (),
     ) -> None:
         s = settings or SimulatorSettings()
         self.clusters = clusters if clusters is not None else s.clusters
@@ -145,6 +148,8 @@ class Fleet:
         self.restart_every_s = restart_every_s
         self.rollout_every_s = rollout_every_s
         self._plans = sorted(inject, key=lambda p: p.at_s)
+        self._scenario_plans = list(scenarios)
+        self.scenarios: list[ScenarioState] = []
         # Separate streams, so an injected incident does not change the noise of everything else.
         self._layout_rng = random.Random(f"kubepulse-sim:{self.seed}:layout")
         self._rng = random.Random(f"kubepulse-sim:{self.seed}:noise")
@@ -184,7 +189,12 @@ class Fleet:
                 containers_per_pod=self.containers_per_pod,
                 t=t,
             )
+            # Scenarios draw from a stream of their own: a fleet with none is exactly the fleet it always was.
+            self.scenarios = lay_out(random.Random(f"kubepulse-sim:{self.seed}:scenarios"), self._clusters, self._scenario_plans, t)
             self._quota_hard = quota_hard(self._quota_rng, self._clusters)
+            for st in self.scenarios:
+                if isinstance(st.scenario, Growing):
+                    self._quota_hard[(st.cluster.name, st.scenario.namespace)] = growing_quota(st)
             dt = None
         else:
             if t <= self._t:
@@ -201,6 +211,8 @@ class Fleet:
             if not done:
                 still.append(inc)
         self.active = still
+        for st in self.scenarios:
+            st.update(t)
         scrapes = []
         for cl in self._clusters:
             frac = ((t + cl.utc_offset_s) % self.diurnal_period_s) / self.diurnal_period_s
@@ -221,6 +233,32 @@ class Fleet:
         if self._ts is None:
             raise SimulatorError("quotas() needs a step first: the first step lays the fleet out")
         return quota_records(self._clusters, self._quota_hard, self._ts)
+
+    @property
+    def has_autoscalers(self) -> bool:
+        """Whether the fleet has HPAs (an :class:`~collectors.simulator.Autoscaled` scenario), known before the first step."""
+        return any(isinstance(sc, Autoscaled) for sc in self._scenario_plans)
+
+    def autoscalers(self) -> list[AutoscalerScrape]:
+        """The HorizontalPodAutoscalers as of the last step: one per :class:`~collectors.simulator.Autoscaled` scenario."""
+        if self._ts is None:
+            raise SimulatorError("autoscalers() needs a step first: the first step lays the fleet out")
+        out = []
+        for st in self.scenarios:
+            sc = st.scenario
+            if not isinstance(sc, Autoscaled):
+                continue
+            n = len(st.workload.pods)
+            out.append(
+                AutoscalerScrape(
+                    cluster=st.cluster.name, namespace=sc.namespace, name=sc.name, timestamp=self._ts, source="simulator",
+                    target_kind="Deployment", target_name=sc.name, min_replicas=sc.min_replicas, max_replicas=sc.max_replicas,
+                    current_replicas=n, desired_replicas=n,
+                    metrics=[AutoscalerMetric(type="Resource", resource="cpu", target_type="Utilization",
+                                              target_average_utilization=sc.target_cpu_utilization)],
+                )
+            )
+        return out
 
     # --------------------------------------------------------- for incidents
     def restart(self, c: ContainerState, t: float, reason: str, *, times: int = 1) -> None:

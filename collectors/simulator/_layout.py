@@ -146,6 +146,8 @@ class WorkloadState:
     volume_gib: int = 0
     rs_hash: str = ""
     pods: list[PodState] = field(default_factory=list)
+    use_share: tuple[float, float] | None = None
+    """A scenario's fixed (CPU, memory) use at the daily mean as a share of the requests; None: drawn per container."""
 
 
 @dataclass(slots=True, eq=False)
@@ -250,6 +252,8 @@ def new_container(rng: random.Random, wl: WorkloadState, index: int, t: float, *
     req, lim, req_cpu, req_mem, lim_cpu, lim_mem = wl.container_requests[index]
     cpu_base = req_cpu * rng.uniform(0.3, 0.7)
     mem_base = int(req_mem * rng.uniform(0.5, 0.8))
+    if wl.use_share is not None:  # a scenario's known truth (collectors.simulator._scenarios), after the same draws
+        cpu_base, mem_base = req_cpu * wl.use_share[0], int(req_mem * wl.use_share[1])
     if lim_mem is not None:
         # Leave room under the limit: normal load must never look like a leak.
         mem_base = min(mem_base, int(lim_mem * 0.55))

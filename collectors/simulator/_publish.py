@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from models.codec import encode
 from models.records import Incident
 from models.settings import Settings
-from streams.topics import EVENTS, INCIDENTS, METRICS, QUOTAS
+from streams.topics import AUTOSCALERS, EVENTS, INCIDENTS, METRICS, QUOTAS
 
 from collectors.simulator._fleet import Fleet
 from collectors.simulator.errors import SimulatorError
@@ -116,6 +116,8 @@ async def run(
     prefix = settings.kafka.topic_prefix
     metrics_topic, events_topic, incidents_topic = METRICS.named(prefix), EVENTS.named(prefix), INCIDENTS.named(prefix)
     quotas_topic = QUOTAS.named(prefix)
+    # Only a fleet with an Autoscaled scenario has HPAs (the default fleet has none, and no topic for them).
+    autoscalers_topic = AUTOSCALERS.named(prefix) if fleet.has_autoscalers else None
     if start is None:
         now = datetime.now(timezone.utc).replace(microsecond=0)
         start = now - timedelta(seconds=interval * (iterations - 1)) if no_sleep and iterations else now
@@ -133,7 +135,8 @@ async def run(
         max_batch_size=1 << 20,
     )
     try:
-        await _ensure_topics(settings, [metrics_topic, events_topic, quotas_topic, incidents_topic])
+        await _ensure_topics(settings, [metrics_topic, events_topic, quotas_topic, incidents_topic,
+                                        *([autoscalers_topic] if autoscalers_topic else [])])
         await producer.start()
     except KafkaError as exc:
         await producer.stop()
@@ -167,6 +170,9 @@ async def run(
                 data = encode(q)
                 stats.bytes += len(data)
                 futures.append(await producer.send(quotas_topic, data, key=q.key.encode()))
+            if autoscalers_topic is not None:
+                for a in fleet.autoscalers():
+                    futures.append(await producer.send(autoscalers_topic, encode(a), key=a.key.encode()))
             for inc in incidents:
                 data = encode(inc)
                 futures.append(await producer.send(incidents_topic, data, key=inc.key.encode()))

@@ -47,12 +47,15 @@ _ROUTES: list[tuple[re.Pattern[str], str, str, str]] = [
     (re.compile(r"^/api/v1/pods$"), "", "pods", "PodList"),
     (re.compile(r"^/api/v1/events$"), "", "events", "EventList"),
     (re.compile(r"^/api/v1/resourcequotas$"), "", "resourcequotas", "ResourceQuotaList"),
+    (re.compile(r"^/apis/autoscaling/v2/horizontalpodautoscalers$"), "autoscaling", "horizontalpodautoscalers",
+     "HorizontalPodAutoscalerList"),
     (re.compile(r"^/apis/apps/v1/replicasets$"), "apps", "replicasets", "ReplicaSetList"),
     (re.compile(r"^/apis/batch/v1/jobs$"), "batch", "jobs", "JobList"),
     (re.compile(r"^/apis/metrics.k8s.io/v1beta1/nodes$"), "metrics.k8s.io", "nodes", "NodeMetricsList"),
     (re.compile(r"^/apis/metrics.k8s.io/v1beta1/pods$"), "metrics.k8s.io", "pods", "PodMetricsList"),
 ]
-_API_VERSIONS = {"": "v1", "apps": "apps/v1", "batch": "batch/v1", "metrics.k8s.io": "metrics.k8s.io/v1beta1"}
+_API_VERSIONS = {"": "v1", "apps": "apps/v1", "batch": "batch/v1", "metrics.k8s.io": "metrics.k8s.io/v1beta1",
+                 "autoscaling": "autoscaling/v2"}
 
 
 @dataclass(slots=True)
@@ -90,6 +93,7 @@ class _Store:
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     resourcequotas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    horizontalpodautoscalers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     node_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     pod_metrics: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -169,13 +173,14 @@ class FakeApiServer:
         return self.rv
 
     def add(self, kind: str, *objs: dict[str, Any]) -> None:
-        """Add (or replace) objects of ``kind``: ``Node``, ``Pod``, ``ReplicaSet``, ``Job`` or ``ResourceQuota``."""
+        """Add (or replace) objects of ``kind``: ``Node``, ``Pod``, ``ReplicaSet``, ``Job``, ``ResourceQuota`` or ``HorizontalPodAutoscaler``."""
         stores = {
             "Node": self.store.nodes,
             "Pod": self.store.pods,
             "ReplicaSet": self.store.replicasets,
             "Job": self.store.jobs,
             "ResourceQuota": self.store.resourcequotas,
+            "HorizontalPodAutoscaler": self.store.horizontalpodautoscalers,
         }
         with self.cond:
             for o in objs:
@@ -337,6 +342,7 @@ class FakeApiServer:
                 ("", "pods"): self.store.pods,
                 ("", "events"): self.store.events,
                 ("", "resourcequotas"): self.store.resourcequotas,
+                ("autoscaling", "horizontalpodautoscalers"): self.store.horizontalpodautoscalers,
                 ("apps", "replicasets"): self.store.replicasets,
                 ("batch", "jobs"): self.store.jobs,
                 ("metrics.k8s.io", "nodes"): self.store.node_metrics,

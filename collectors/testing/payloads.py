@@ -20,6 +20,7 @@ __all__ = [
     "job",
     "event",
     "resourcequota",
+    "horizontalpodautoscaler",
     "cpu",
     "memory",
     "fs",
@@ -171,6 +172,32 @@ def resourcequota(
         "spec": {"hard": dict(hard)},
     }
     obj["status"] = {"hard": dict(hard), "used": dict(used)} if used is not None else {}
+    return obj
+
+
+def horizontalpodautoscaler(
+    namespace: str,
+    name: str,
+    *,
+    target: tuple[str, str],
+    metrics: list[dict[str, Any]],
+    min_replicas: int = 1,
+    max_replicas: int = 10,
+    current: int | None = None,
+    created: datetime = T0,
+) -> dict[str, Any]:
+    """An autoscaling/v2 HorizontalPodAutoscaler as a list item; ``target`` is (kind, name) of its scaleTargetRef."""
+    kind, target_name = target
+    obj: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": namespace, "uid": _uid(), "creationTimestamp": rfc3339(created)},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": target_name},
+            "minReplicas": min_replicas,
+            "maxReplicas": max_replicas,
+            "metrics": metrics,
+        },
+        "status": {"currentReplicas": current, "desiredReplicas": current} if current is not None else {},
+    }
     return obj
 
 

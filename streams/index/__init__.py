@@ -5,7 +5,8 @@ uses: the indexer, the CLI (``kubepulse es``, ``kubepulse top``), Kibana's
 saved objects. Everything else in it is private.
 
 * Names: :data:`INDEX_KINDS` (one template, alias and daily index series each),
-  :data:`INDEXED_KINDS` (the record kinds they hold), :func:`alias_name`,
+  :data:`INDEXED_KINDS` (the record kinds they hold), :data:`REPORT_KINDS` (the
+  report kinds, written by ``kubepulse report run``), :func:`alias_name`,
   :func:`index_name`, :func:`template_name`.
 * Fields: :func:`field_types` (every field of a kind and its type),
   :func:`rollup_field` (a metric's root in a rollup document), :func:`mappings`,
@@ -31,6 +32,7 @@ from streams.index._fields import (
     EXCLUDED,
     INDEX_KINDS,
     INDEXED_KINDS,
+    REPORT_KINDS,
     ROLLUP_METRICS,
     ROLLUP_STATS,
     ROLLUP_WINDOWS,
@@ -53,6 +55,7 @@ from streams.index._templates import ElasticsearchSetupError, create_first_indic
 __all__ = [
     "INDEX_KINDS",
     "INDEXED_KINDS",
+    "REPORT_KINDS",
     "ROLLUP_WINDOWS",
     "ROLLUP_STATS",
     "ROLLUP_METRICS",

@@ -27,8 +27,11 @@ from typing import Any, NamedTuple
 
 from models.records import (
     RECORD_TYPES,
+    REPORT_TYPES,
     AlertTransition,
     Anomaly,
+    AutoscalerScrape,
+    CapacityForecast,
     DeadLetter,
     EntityRollup,
     Incident,
@@ -36,6 +39,7 @@ from models.records import (
     NodeScrape,
     Notification,
     QuotaScrape,
+    Recommendation,
     Record,
 )
 from models.series import quota_entities
@@ -74,7 +78,10 @@ class Document(NamedTuple):
     body: dict[str, Any]
 
 
-_KIND_OF: dict[type[Record], str] = {cls: kind for kind, cls in RECORD_TYPES.items() if kind in INDEXED_KINDS}
+_KIND_OF: dict[type[Record], str] = {
+    **{cls: kind for kind, cls in RECORD_TYPES.items() if kind in INDEXED_KINDS},
+    **{cls: kind for kind, cls in REPORT_TYPES.items()},
+}
 
 
 def kind_of(record: Record) -> str:
@@ -379,6 +386,20 @@ def _rollups(r: EntityRollup, rollups: Mapping[str, Collection[str]]) -> list[Do
     return [Document(rollup_index_kind(r.window), _day(r.window_start), doc_id_, body)]
 
 
+def _autoscalers(r: AutoscalerScrape) -> list[Document]:
+    # One document per HPA and day: every pass overwrites it with the newest state (see the field table).
+    return _one("autoscalers", r, r.timestamp, r.cluster, r.namespace, r.name, _day(r.timestamp))
+
+
+def _capacity(r: CapacityForecast) -> list[Document]:
+    # One per entity, resource and day: a rerun of the report the same day replaces its forecast.
+    return _one("capacity", r, r.generated_at, r.entity_id, r.resource, _day(r.generated_at))
+
+
+def _recommendations(r: Recommendation) -> list[Document]:
+    return _one("recommendations", r, r.generated_at, r.key, _day(r.generated_at))
+
+
 def _anomalies(r: Anomaly) -> list[Document]:
     return _one("anomalies", r, r.timestamp, r.series_id, r.detector, r.timestamp.isoformat())
 
@@ -408,6 +429,9 @@ _BUILDERS: dict[type[Record], Callable[[Any], list[Document]]] = {
     NodeScrape: _metrics,
     KubeEvent: _events,
     QuotaScrape: _quotas,
+    AutoscalerScrape: _autoscalers,
+    CapacityForecast: _capacity,
+    Recommendation: _recommendations,
     Anomaly: _anomalies,
     AlertTransition: _alerts,
     Notification: _notifications,

@@ -60,6 +60,7 @@ their keys are still filterable and aggregatable (``kubernetes.labels.app``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,7 @@ __all__ = [
     "Stat",
     "INDEXED_KINDS",
     "INDEX_KINDS",
+    "REPORT_KINDS",
     "ROLLUP_WINDOWS",
     "ROLLUP_STATS",
     "ROLLUP_METRICS",
@@ -91,8 +93,12 @@ __all__ = [
     "alias_name",
 ]
 
-INDEXED_KINDS: tuple[str, ...] = ("metrics", "events", "quotas", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
+INDEXED_KINDS: tuple[str, ...] = ("metrics", "events", "quotas", "autoscalers", "rollups", "anomalies", "alerts", "notifications", "incidents",
+                                  "deadletter")
 """The record kinds (topic kinds) that are indexed."""
+
+REPORT_KINDS: tuple[str, ...] = ("capacity", "recommendations")
+"""Index kinds with no topic: ``kubepulse report run`` writes them (``models.records.REPORT_TYPES``)."""
 
 ROLLUP_WINDOWS: tuple[str, ...] = ("1m", "1h")
 """The windows of ``kubepulse.rollups.v2``: each has its own daily indices, alias and retention."""
@@ -104,8 +110,8 @@ def rollup_index_kind(window: str) -> str:
 
 
 INDEX_KINDS: tuple[str, ...] = (
-    "metrics", "events", "quotas", *(rollup_index_kind(w) for w in ROLLUP_WINDOWS), "anomalies", "alerts", "notifications",
-    "incidents", "deadletter",
+    "metrics", "events", "quotas", "autoscalers", *(rollup_index_kind(w) for w in ROLLUP_WINDOWS), "anomalies", "alerts",
+    "notifications", "incidents", "deadletter", *REPORT_KINDS,
 )
 """The index kinds: one index template, alias and daily index series each (one per rollup window, since each
 window is kept for its own number of days and the janitor deletes whole daily indices)."""
@@ -426,6 +432,53 @@ def _label(name: str) -> Callable[[dict[str, Any]], Any]:
     return lambda ctx: ctx["record"].labels.get(name)
 
 
+def _hpa_metrics_json(ctx: dict[str, Any]) -> str | None:
+    metrics = ctx["record"].metrics
+    return json.dumps([m.model_dump(exclude_none=True) for m in metrics], separators=(",", ":")) if metrics else None
+
+
+def _hpa_utilization_resources(r: Any) -> list[str]:
+    return sorted({m.resource for m in r.metrics if m.resource and m.target_type == "Utilization"})
+
+
+def _hpa_utilization(r: Any, resource: str) -> int | None:
+    targets = [m.target_average_utilization for m in r.metrics
+               if m.resource == resource and m.target_type == "Utilization" and m.target_average_utilization]
+    return min(targets) if targets else None
+
+
+def _in_unit(name: str, unit: str) -> Callable[[dict[str, Any]], Any]:
+    def fn(ctx: dict[str, Any]) -> Any:
+        r = ctx["record"]
+        return getattr(r, name) if r.unit == unit else None
+
+    return fn
+
+
+def _workload_waste(attr: str) -> Callable[[dict[str, Any]], Any]:
+    def fn(ctx: dict[str, Any]) -> Any:
+        v = getattr(ctx["record"], attr)
+        return None if v is None else v * ctx["record"].replicas
+
+    return fn
+
+
+def _add_slash(v: str) -> str:
+    return v + "/"
+
+
+def _report(root: str) -> list[Entry]:
+    """What every report document has: its time (the report's data time), dataset and the history it read."""
+    return [
+        Field("@timestamp", DATE, "generated_at"),
+        Derived("event.kind", KEYWORD, _const("metric")),
+        Derived("event.dataset", KEYWORD, _const(root)),
+        Field(f"{root}.history.hours", INTEGER, "history_hours"),
+        Field(f"{root}.history.start", DATE, "history_start"),
+        Field(f"{root}.history.end", DATE, "history_end"),
+    ]
+
+
 KIND_FIELDS: dict[str, list[Entry]] = {
     "events": [
         # The event's time is when it was last seen; an Event with neither
@@ -489,6 +542,101 @@ KIND_FIELDS: dict[str, list[Entry]] = {
             "used / hard as models.series computes quota.used_share: absent while not counted or for a hard limit of 0",
         ),
         Derived("kubepulse.entity", KEYWORD, lambda ctx: ctx["entity"], "the series id prefix: joins to rollups and anomalies"),
+    ],
+    "autoscalers": [
+        # One document per HorizontalPodAutoscaler and day, overwritten by every pass with its newest state
+        # (an HPA changes rarely; one per pass would be thousands a day for the same facts).
+        Field("@timestamp", DATE, "timestamp"),
+        Field("orchestrator.cluster.name", KEYWORD, "cluster"),
+        Field("kubernetes.namespace", KEYWORD, "namespace"),
+        Field("kubernetes.hpa.name", KEYWORD, "name"),
+        Field("kubepulse.source", KEYWORD, "source"),
+        Derived("event.kind", KEYWORD, _const("state")),
+        Derived("event.module", KEYWORD, _const("kubernetes")),
+        Derived("event.dataset", KEYWORD, _const("kubernetes.hpa")),
+        Field("kubernetes.hpa.target.kind", KEYWORD, "target_kind"),
+        Field("kubernetes.hpa.target.name", KEYWORD, "target_name"),
+        # The target is the workload kubepulse's rollups name: filters and joins like them.
+        Field("kubernetes.workload.kind", KEYWORD, "target_kind"),
+        Field("kubernetes.workload.name", KEYWORD, "target_name"),
+        Field("kubernetes.hpa.replicas.min", INTEGER, "min_replicas"),
+        Field("kubernetes.hpa.replicas.max", INTEGER, "max_replicas"),
+        Field("kubernetes.hpa.replicas.current", INTEGER, "current_replicas"),
+        Field("kubernetes.hpa.replicas.desired", INTEGER, "desired_replicas"),
+        Derived("kubernetes.hpa.metric.types", KEYWORD, lambda ctx: sorted({m.type for m in ctx["record"].metrics}) or None,
+                "the kinds of metric it scales on"),
+        Derived("kubernetes.hpa.utilization.resources", KEYWORD, lambda ctx: _hpa_utilization_resources(ctx["record"]) or None,
+                "resources whose target is a utilization of the request: what right-sizing must not move"),
+        Derived("kubernetes.hpa.cpu.target.utilization", INTEGER, lambda ctx: _hpa_utilization(ctx["record"], "cpu"),
+                "target average CPU utilization, percent of the request"),
+        Derived("kubernetes.hpa.memory.target.utilization", INTEGER, lambda ctx: _hpa_utilization(ctx["record"], "memory"),
+                "target average memory utilization, percent of the request"),
+        Derived("kubepulse.entity", KEYWORD, lambda ctx: f"{ctx['record'].cluster}/{ctx['record'].namespace}/workload:{ctx['record'].target_name}/-/",
+                "the target workload's rollup entity"),
+        Derived("kubernetes.hpa.metrics", RAW, _hpa_metrics_json, "spec.metrics as the record has it, so a reader gets the record back"),
+    ],
+    "capacity": [
+        *_report("kubepulse.capacity"),
+        Field("orchestrator.cluster.name", KEYWORD, "cluster"),
+        Field("kubepulse.capacity.entity_kind", KEYWORD, "entity_kind"),
+        Field("kubepulse.entity", KEYWORD, "entity_id", _add_slash),
+        Field("kubernetes.node.name", KEYWORD, "node"),
+        Field("kubernetes.namespace", KEYWORD, "namespace"),
+        Field("kubernetes.volume.name", KEYWORD, "volume"),
+        Field("kubernetes.persistentvolumeclaim.name", KEYWORD, "persistentvolumeclaim"),
+        Field("kubepulse.capacity.resource", KEYWORD, "resource"),
+        Field("kubepulse.capacity.unit", KEYWORD, "unit"),
+        Field("kubepulse.capacity.limit_kind", KEYWORD, "limit_kind"),
+        Field("kubepulse.capacity.limit_name", KEYWORD, "limit_name"),
+        # Amounts by unit, so a data view formats bytes as bytes and a Lens sum never adds cores to bytes.
+        *(
+            Derived(f"kubepulse.capacity.{name}.{unit}", DOUBLE, _in_unit(name, unit), f"{name} when the unit is {unit}")
+            for unit in ("cores", "bytes")
+            for name in ("limit", "current", "p95", "peak", "idle", "growth_per_day")
+        ),
+        Field("kubepulse.capacity.used.pct", DOUBLE, "used_share"),
+        Field("kubepulse.capacity.model", KEYWORD, "model"),
+        Field("kubepulse.capacity.days_to_full", DOUBLE, "days_to_full"),
+        Field("kubepulse.capacity.days_to_full_low", DOUBLE, "days_to_full_low"),
+        Field("kubepulse.capacity.days_to_full_high", DOUBLE, "days_to_full_high"),
+        Field("kubepulse.capacity.full_at", DATE, "full_at"),
+        Field("kubepulse.capacity.interval", FLOAT, "interval"),
+        Field("kubepulse.capacity.horizon_days", FLOAT, "horizon_days"),
+    ],
+    "recommendations": [
+        *_report("kubepulse.recommendation"),
+        Field("orchestrator.cluster.name", KEYWORD, "cluster"),
+        Field("kubernetes.namespace", KEYWORD, "namespace"),
+        Field("kubernetes.workload.name", KEYWORD, "workload"),
+        Field("kubernetes.workload.kind", KEYWORD, "workload_kind"),
+        Field("kubernetes.container.name", KEYWORD, "container"),
+        Field("container.name", KEYWORD, "container"),
+        Derived("kubepulse.entity", KEYWORD, lambda ctx: f"{ctx['record'].key}/", "workload and container, as a series prefix"),
+        Field("kubepulse.recommendation.pods", INTEGER, "pods"),
+        Field("kubepulse.recommendation.replicas", FLOAT, "replicas"),
+        Field("kubepulse.recommendation.cpu.p95.cores", DOUBLE, "cpu_p95"),
+        Field("kubepulse.recommendation.cpu.p99.cores", DOUBLE, "cpu_p99"),
+        Field("kubepulse.recommendation.cpu.max.cores", DOUBLE, "cpu_max"),
+        Field("kubepulse.recommendation.memory.p95.bytes", DOUBLE, "memory_p95"),
+        Field("kubepulse.recommendation.memory.p99.bytes", DOUBLE, "memory_p99"),
+        Field("kubepulse.recommendation.memory.max.bytes", DOUBLE, "memory_max"),
+        Field("kubepulse.recommendation.cpu.request.current.cores", DOUBLE, "current_cpu_request"),
+        Field("kubepulse.recommendation.cpu.limit.current.cores", DOUBLE, "current_cpu_limit"),
+        Field("kubepulse.recommendation.memory.request.current.bytes", DOUBLE, "current_memory_request"),
+        Field("kubepulse.recommendation.memory.limit.current.bytes", DOUBLE, "current_memory_limit"),
+        Field("kubepulse.recommendation.cpu.request.recommended.cores", DOUBLE, "cpu_request"),
+        Field("kubepulse.recommendation.cpu.limit.recommended.cores", DOUBLE, "cpu_limit"),
+        Field("kubepulse.recommendation.memory.request.recommended.bytes", DOUBLE, "memory_request"),
+        Field("kubepulse.recommendation.memory.limit.recommended.bytes", DOUBLE, "memory_limit"),
+        Field("kubepulse.recommendation.cpu.waste.cores", DOUBLE, "waste_cpu_cores"),
+        Field("kubepulse.recommendation.memory.waste.bytes", DOUBLE, "waste_memory_bytes"),
+        Derived("kubepulse.recommendation.cpu.waste.total_cores", DOUBLE, _workload_waste("waste_cpu_cores"),
+                "per-replica waste times the replicas: what the workload as a whole holds idle"),
+        Derived("kubepulse.recommendation.memory.waste.total_bytes", DOUBLE, _workload_waste("waste_memory_bytes"),
+                "per-replica waste times the replicas"),
+        Field("kubernetes.hpa.name", KEYWORD, "hpa"),
+        Field("kubepulse.recommendation.held", KEYWORD, "held", _none_if_empty),
+        Field("kubepulse.recommendation.confidence", FLOAT, "confidence"),
     ],
     "anomalies": [
         Field("@timestamp", DATE, "timestamp"),
@@ -572,7 +720,8 @@ KIND_FIELDS: dict[str, list[Entry]] = {
         Field("event.original", RAW, "payload", _none_if_empty),
     ],
 }
-"""Documents of the other kinds: one per record (one per resource for a quota). Paths are from the record root."""
+"""Documents of the other kinds: one per record (one per resource for a quota, one per HPA and day). Paths are from the
+record root."""
 
 
 # --------------------------------------------------------------------------
@@ -603,10 +752,6 @@ def rollup_field(metric: str) -> str:
     """
     entity, _, rest = metric.partition(".")
     return f"{_ROLLUP_ROOTS.get(entity, 'kubernetes.' + entity)}.{rest}"
-
-
-def _add_slash(v: str) -> str:
-    return v + "/"
 
 
 def _largest_count(ctx: dict[str, Any]) -> int:
@@ -654,6 +799,19 @@ EXCLUDED: dict[str, dict[str, str]] = {
     },
     "events": {"schema_version": "the envelope's version, not data"},
     "quotas": {"schema_version": "the envelope's version, not data"},
+    "autoscalers": {
+        "schema_version": "the envelope's version, not data",
+        **{f"metrics[].{f}": "kept whole as JSON in kubernetes.hpa.metrics, summed up as kubernetes.hpa.metric.types, "
+                             ".utilization.resources and .<resource>.target.utilization"
+           for f in ("type", "resource", "container", "target_type", "target_average_utilization", "target_average_value",
+                     "metric_name")},
+    },
+    "capacity": {
+        "schema_version": "the envelope's version, not data",
+        **{f: "split by unit into kubepulse.capacity.<amount>.cores and .bytes"
+           for f in ("limit", "current", "p95", "peak", "idle", "growth_per_day")},
+    },
+    "recommendations": {"schema_version": "the envelope's version, not data"},
     "rollups": {
         "schema_version": "the envelope's version, not data",
         "metrics": "one field per metric and statistic (rollup_field, ROLLUP_STATS) and kubepulse.rollup.count",

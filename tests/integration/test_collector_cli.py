@@ -50,8 +50,8 @@ async def test_collect_once_prints_a_row_per_cluster_and_exits_non_zero_when_one
     assert [c.strip() for c in header.split("┃")[1:-1]] == ["cluster", "source", "nodes", "pods", "samples", "quotas", "errors", "seconds", "problem"]
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]] for line in lines if line.count("│") > 5}
     assert rows["good"][:7] == ["good", "summary", "2", "2", "6", "2", "0"]
-    # Two calls refused: a node or pod list (the pass) and the ResourceQuota list beside it.
-    assert rows["bad"][2:7] == ["0", "0", "0", "0", "2"] and "401 Unauthorized on list" in rows["bad"][8]
+    # Three calls refused: a node or pod list (the pass) and the ResourceQuota and HPA lists beside it.
+    assert rows["bad"][2:7] == ["0", "0", "0", "0", "3"] and "401 Unauthorized on list" in rows["bad"][8]
     msgs = await consume(settings, METRICS.named(settings.kafka.topic_prefix), count=2, timeout=15)
     assert sorted(key for key, _ in msgs) == ["good/n1", "good/n2"]
     assert {decode(NodeScrape, v).pods[0].name for _, v in msgs} == {"web-1", "web-2"}

@@ -42,6 +42,7 @@ from streams.index import async_client, documents_for, index_name, install_templ
 from streams.pipeline import Pipeline
 from streams.rules import RuleEngine, default_rules_path
 from tests.indexingutil import cleanup_es
+from tests.reportutil import report_records
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -153,7 +154,8 @@ async def fleet_es(stack: dict[str, str], window: tuple[datetime, str, str], tmp
     client = async_client(settings)
     try:
         await install_templates(client, settings)
-        records = fleet_records(settings, window[0])
+        # The report indices (capacity, recommendations) and the HPAs, as `kubepulse report run` writes them.
+        records = [*fleet_records(settings, window[0]), *report_records(window[0] + timedelta(minutes=1))]
         await index_records(client, settings, records)
         yield client, settings, records
     finally:
@@ -336,3 +338,28 @@ async def test_on_a_fresh_install_every_data_view_resolves_every_field_its_panel
     finally:
         await cleanup_es(client, settings)
         await client.close()
+
+
+async def test_capacity_and_rightsizing_panels_show_what_the_report_documents_say(fleet_es, window) -> None:
+    from models.records import CapacityForecast, Recommendation
+
+    client, settings, records = fleet_es
+    _, start, end = window
+    panels = {p.key: p for p in all_panels()}
+    forecasts = [r for r in records if isinstance(r, CapacityForecast)]
+    recs = [r for r in records if isinstance(r, Recommendation)]
+    (soonest,) = await _run(client, settings, panels["capacity-soonest"], start, end)
+    assert soonest["Soonest full (days)"] == pytest.approx(min(f.days_to_full for f in forecasts if f.days_to_full is not None))
+    (within,) = await _run(client, settings, panels["capacity-full-30d"], start, end)
+    assert within["Entities full within 30 days"] == len({f.entity_id for f in forecasts if f.days_to_full is not None and f.days_to_full < 30})
+    # The growing namespace (its quota reached 20 days after the history began, 3 days ago) is among them.
+    rows = await _run(client, settings, panels["capacity-namespaces"], start, end)
+    analytics = {r["kubepulse.capacity.resource"]: r for r in rows if r["kubernetes.namespace"] == "analytics"}
+    assert 14 < analytics["cpu_requests"]["Full in (days)"] < 20
+    (waste,) = await _run(client, settings, panels["rightsize-cpu-waste"], start, end)
+    truth = sum(r.waste_cpu_cores * r.replicas for r in recs if r.waste_cpu_cores is not None)
+    assert waste["CPU waste (cores)"] == pytest.approx(truth, rel=1e-3)
+    (held,) = await _run(client, settings, panels["rightsize-held"], start, end)
+    assert held["Containers with a held request"] == 1
+    hpa_rows = await _run(client, settings, panels["rightsize-hpa"], start, end)
+    assert [(r["kubernetes.workload.name"], r["kubernetes.hpa.name"]) for r in hpa_rows] == [("web-api", "web-api")]

@@ -49,7 +49,8 @@ def _one(objs: list[Obj], kind: str, name: str) -> Obj:
 
 
 def _pod_spec(obj: Obj) -> Obj:
-    return obj["spec"]["template"]["spec"]
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    return spec["template"]["spec"]
 
 
 def _containers(obj: Obj) -> list[Obj]:
@@ -90,13 +91,13 @@ def test_every_rendered_object_parses_into_the_typed_client_models_with_no_unkno
         kinds.add(obj["kind"])
     expected = {
         "base": {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Service",
-                 "Deployment", "PodDisruptionBudget", "Job"},
+                 "Deployment", "PodDisruptionBudget", "Job", "CronJob"},
         "remote-clusters": {"Namespace", "ServiceAccount", "ConfigMap", "Service", "Deployment",
-                            "PodDisruptionBudget", "Job"},
+                            "PodDisruptionBudget", "Job", "CronJob"},
         "cluster-access": {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Secret"},
         # The base plus one Job and its ConfigMap: no new kind.
         "kibana": {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Service",
-                   "Deployment", "PodDisruptionBudget", "Job"},
+                   "Deployment", "PodDisruptionBudget", "Job", "CronJob"},
     }[target]
     assert kinds == expected
 
@@ -143,7 +144,7 @@ def test_only_the_collector_gets_a_token_and_a_binding(rendered: dict[str, list[
             assert spec.get("serviceAccountName") != "kubepulse-collector"
 
 
-BASE_WORKLOADS = {"kubepulse-collector", "kubepulse-worker", "kubepulse-indexer", "kubepulse-setup"}
+BASE_WORKLOADS = {"kubepulse-collector", "kubepulse-worker", "kubepulse-indexer", "kubepulse-setup", "kubepulse-report"}
 
 
 @pytest.mark.parametrize("target", ["base", "remote-clusters", "kibana"])
@@ -394,4 +395,27 @@ def test_the_kibana_provision_job_passes_the_overlays_url_and_optional_credentia
     assert spec["automountServiceAccountToken"] is False and spec["restartPolicy"] == "OnFailure"
     service = _one(objs, "Service", "kubepulse-metrics")
     labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+
+
+def test_the_report_cron_job_runs_the_reports_daily_one_at_a_time_with_only_elasticsearch_credentials(rendered: dict[str, list[Obj]]) -> None:
+    job = _one(rendered["base"], "CronJob", "kubepulse-report")
+    assert job["spec"]["concurrencyPolicy"] == "Forbid" and job["spec"]["schedule"] == "15 0 * * *"
+    assert job["spec"]["jobTemplate"]["spec"]["backoffLimit"] >= 1  # a failed run (Elasticsearch down) is retried
+    (c,) = _containers(job)
+    assert c["args"] == ["report", "run"]
+    env = _env(c)
+    assert env["KUBEPULSE_HTTP_PORT"]["value"] == "0"
+    secrets = {e["valueFrom"]["secretKeyRef"]["key"] for e in env.values() if "valueFrom" in e}
+    assert secrets == {"elasticsearch-api-key", "elasticsearch-username", "elasticsearch-password"}
+    assert all(e["valueFrom"]["secretKeyRef"]["optional"] for e in env.values() if "valueFrom" in e)
+    # The command it runs exists, and it reads the ConfigMap's settings like every other role.
+    from typer.testing import CliRunner
+
+    from kubepulse.cli import app
+
+    assert CliRunner().invoke(app, [*c["args"], "--help"]).exit_code == 0
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/etc/kubepulse", "/tmp"}
+    labels = _pod_spec(job) and job["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    service = _one(rendered["base"], "Service", "kubepulse-metrics")
     assert not all(labels.get(k) == v for k, v in service["spec"]["selector"].items())

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import BaseModel
 
-from models.records import ENTITY_KINDS, RECORD_TYPES, ContainerSample, NodeScrape, PodSample, QuotaScrape
+from models.records import ENTITY_KINDS, RECORD_TYPES, REPORT_TYPES, ContainerSample, NodeScrape, PodSample, QuotaScrape
 from models.series import entities, quota_entities
 from models.settings import load_settings
-from streams._samples import full_records, full_rollups, node_scrape
-from streams.index import EXCLUDED, INDEX_KINDS, INDEXED_KINDS, documents_for, field_types, fields_of, index_name, index_templates, mappings
+from streams._samples import full_capacity, full_records, full_rollups, node_scrape
+from streams.index import EXCLUDED, INDEX_KINDS, INDEXED_KINDS, REPORT_KINDS, documents_for, field_types, fields_of, index_name, index_templates, mappings
 from streams.index._fields import Field
 
 
@@ -43,9 +43,9 @@ def _flat_keys(props: dict, prefix: str = "") -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("kind", INDEXED_KINDS)
+@pytest.mark.parametrize("kind", [*INDEXED_KINDS, *REPORT_KINDS])
 def test_every_record_field_is_mapped_or_excluded_with_a_reason(kind: str) -> None:
-    leaves = _leaf_paths(RECORD_TYPES[kind])
+    leaves = _leaf_paths({**RECORD_TYPES, **REPORT_TYPES}[kind])
     mapped = {e.src for e in fields_of(kind) if isinstance(e, Field)}
     assert leaves - mapped - set(EXCLUDED[kind]) == set()
     # ...and the table names no field the record does not have.
@@ -57,6 +57,9 @@ def test_every_record_field_is_mapped_or_excluded_with_a_reason(kind: str) -> No
 def test_every_mapped_field_appears_in_a_document_of_a_full_record(kind: str) -> None:
     if kind.startswith("rollups-"):
         docs = [d for r in full_rollups(window=kind.removeprefix("rollups-")) for d in documents_for(r, rollups={"1m": ENTITY_KINDS, "1h": ENTITY_KINDS})]
+    elif kind == "capacity":
+        # Amounts are split by unit: one forecast in cores and one in bytes carry every field between them.
+        docs = [d for r in full_capacity() for d in documents_for(r)]
     else:
         docs = documents_for(full_records()[kind])
     assert docs and {d.kind for d in docs} == {kind}

@@ -216,7 +216,7 @@ def test_saved_search_filters_are_aggregatable_and_their_columns_are_mapped() ->
 def test_data_views_are_the_index_aliases_with_the_mapped_time_field() -> None:
     settings = load_settings(elasticsearch={"index_prefix": "acme"})
     views = [o for o in build("acme") if o["type"] == "index-pattern"]
-    assert sorted(DATA_VIEW_KINDS) == sorted(INDEX_KINDS) and len(views) == 10
+    assert sorted(DATA_VIEW_KINDS) == sorted(INDEX_KINDS) and len(views) == len(INDEX_KINDS) == 13
     for v in views:
         kind = v["id"].removeprefix("acme-dataview-")
         assert v["attributes"]["title"] == alias_name(settings, kind)
