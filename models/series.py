@@ -72,7 +72,8 @@ METRICS: dict[str, tuple[str, ...]] = {
     "pod_interface": tuple(f"pod.network.{f}" for f in _IFACE),
     "container": tuple(f"container.{f}" for f in (*_USAGE, *_SHARES, "restart_count"))
     + tuple(f"container.rootfs.{f}" for f in ("used_bytes", "used_share"))
-    + ("container.memory_limit_bytes", "container.memory_request_bytes"),
+    + ("container.memory_limit_bytes", "container.memory_request_bytes", "container.cpu_request_cores",
+       "container.cpu_limit_cores"),
     "volume": tuple(f"volume.{f}" for f in (*_FS, "used_share", "inodes_used_share")),
     "quota": ("quota.used", "quota.hard", "quota.used_share"),
 }
@@ -275,6 +276,8 @@ def entities(scrape: NodeScrape) -> Iterator[Entity]:
                     ("container.rootfs.used_share", rootfs.used_share if rootfs else None),
                     ("container.memory_limit_bytes", ct.limits.memory_bytes),
                     ("container.memory_request_bytes", ct.requests.memory_bytes),
+                    ("container.cpu_request_cores", ct.requests.cpu_cores),
+                    ("container.cpu_limit_cores", ct.limits.cpu_cores),
                 ],
             )
 

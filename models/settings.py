@@ -264,15 +264,21 @@ class StreamsSettings(_Group):
             "used_bytes",
             "used_share",
             "inodes_used_share",
+            "cpu_request_cores",
+            "cpu_limit_cores",
+            "memory_request_bytes",
+            "memory_limit_bytes",
         ]
     )
     """Metrics that get 1m and 1h windows on kubepulse.rollups.v2, named as in ``scored_metrics`` (the node's
     sums of its pods and its allocatable, and the workload, namespace and cluster sums, always do). Use,
-    rates and used space. Left to the raw metrics index: counters (their rates are windowed), capacities,
-    near-duplicates (RSS, usage, inodes used), and the shares of request, limit and node allocatable, which
-    are a windowed use divided by a constant of the window (``pod.cpu_request_share`` is ``pod.cpu_cores``
-    over the pod's request): windowing them again would double what rollups cost for nothing new. Add them
-    here (``cpu_request_share``...) to have them anyway."""
+    rates, used space, and each container's requests and limits (what it asked for when: right-sizing and
+    history read them; constant within a window, they compress to almost nothing). Left to the raw metrics
+    index: counters (their rates are windowed), capacities, near-duplicates (RSS, usage, inodes used), and
+    the shares of request, limit and node allocatable, which are a windowed use over a constant of the
+    window (``container.cpu_request_share`` is ``container.cpu_cores`` over ``container.cpu_request_cores``):
+    windowing them again would double what rollups cost for nothing new. Add them here
+    (``cpu_request_share``...) to have them anyway."""
     checkpoint_interval_s: float = Field(60.0, gt=0)
     """How often (wall-clock seconds, each key on its own phase) a worker writes the state of a key that
     changed (a node, an Event's object, a quota, a cluster's sums) to its table's changelog, and only then

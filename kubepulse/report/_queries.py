@@ -28,9 +28,9 @@ CAPACITY_METRICS: dict[str, tuple[str, ...]] = {
     kind: tuple(dict.fromkeys(m for s in specs for m in (s.metric, s.limit_metric) if m)) for kind, specs in RESOURCES.items()
 }
 """Per entity kind, the metrics capacity planning reads."""
-CONTAINER_METRICS = ("container.cpu_cores", "container.memory_working_set_bytes", "container.cpu_request_share",
-                     "container.cpu_limit_share", "container.memory_request_share", "container.memory_limit_share")
-"""What right-sizing reads of each container: use, and the shares that give its requests and limits back."""
+CONTAINER_METRICS = ("container.cpu_cores", "container.memory_working_set_bytes", "container.cpu_request_cores",
+                     "container.cpu_limit_cores", "container.memory_request_bytes", "container.memory_limit_bytes")
+"""What right-sizing reads of each container: use, and its requests and limits."""
 
 _IDENTITY = {
     "metricset.name": "kind",

@@ -107,25 +107,21 @@ def held_resources(hpa: AutoscalerScrape | None, container: str) -> list[str]:
     return sorted(held)
 
 
-def _current(hists: list[EntityHistory], use: str, share: str) -> float | None:
-    """A request or limit as the newest hour shows it: use / share of the same (last) sample, which is exact.
+def _current(hists: list[EntityHistory], amount: str) -> float | None:
+    """A request or limit (``amount``, e.g. ``container.cpu_request_cores``) as the newest hour has it last.
 
-    Requests and limits have no rollups of their own (they are configured amounts), but every share of a
-    container is its use over that amount in the same sample, so ``last`` of both gives the amount back.
+    Requests and limits are windowed like use (constant within a window, they cost next to nothing), so
+    the ``last`` of the newest hour of any of the workload's pods is what is configured now.
     """
     best: tuple[float, float] | None = None
     for h in hists:
-        u, s = h.metrics.get(use), h.metrics.get(share)
-        if u is None or s is None or not len(s):
+        a = h.metrics.get(amount)
+        if a is None or not len(a.start):
             continue
-        common, iu, is_ = np.intersect1d(u.start, s.start, return_indices=True)
-        for k in range(len(common) - 1, -1, -1):
-            sv = float(s.last[is_[k]])
-            if sv > 0 and float(u.last[iu[k]]) > 0:
-                if best is None or common[k] > best[0]:
-                    best = (float(common[k]), float(u.last[iu[k]]) / sv)
-                break
-    return None if best is None else best[1]
+        k = int(np.argmax(a.start))
+        if best is None or float(a.start[k]) > best[0]:
+            best = (float(a.start[k]), float(a.last[k]))
+    return None if best is None or best[1] <= 0 else best[1]
 
 
 def _pooled(hists: list[EntityHistory], metric: str) -> Hourly | None:
@@ -187,10 +183,10 @@ def _recommend(key: tuple[str, str, str, str], kind: str | None, hists: list[Ent
     cpu_p99 = mixture_quantile(cpu.mean, cpu.min, cpu.max, cpu.count, 0.99)
     mem_p95, mem_p99 = (float(v) for v in np.percentile(mem.max, [95, 99]))
     mem_max = float(mem.max.max())
-    cur_cpu_req = _current(hists, "container.cpu_cores", "container.cpu_request_share")
-    cur_cpu_lim = _current(hists, "container.cpu_cores", "container.cpu_limit_share")
-    cur_mem_req = _current(hists, "container.memory_working_set_bytes", "container.memory_request_share")
-    cur_mem_lim = _current(hists, "container.memory_working_set_bytes", "container.memory_limit_share")
+    cur_cpu_req = _current(hists, "container.cpu_request_cores")
+    cur_cpu_lim = _current(hists, "container.cpu_limit_cores")
+    cur_mem_req = _current(hists, "container.memory_request_bytes")
+    cur_mem_lim = _current(hists, "container.memory_limit_bytes")
     cpu_request = _up(cpu_p95, _CPU_STEP, MIN_CPU)
     cpu_limit = None if cur_cpu_lim is None else _up(max(cpu_request, CPU_LIMIT_FACTOR * cpu_p99), _CPU_STEP, MIN_CPU)
     memory_request = _up(max(mem_max, mem_p99 * (1 + MEMORY_HEADROOM)), _MEMORY_STEP, MIN_MEMORY)

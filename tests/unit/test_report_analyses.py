@@ -83,16 +83,16 @@ def _container(pod: str, cpu: float, mem: float, *, req_cpu: float, req_mem: flo
     metrics = {
         "container.cpu_cores": h(cpu, cpu / 4),
         "container.memory_working_set_bytes": h(mem),
-        "container.cpu_request_share": h(cpu / req_cpu),
-        "container.memory_request_share": h(mem / req_mem),
+        "container.cpu_request_cores": h(req_cpu),
+        "container.memory_request_bytes": h(req_mem),
     }
     if lim_cpu:
-        metrics["container.cpu_limit_share"] = h(cpu / lim_cpu)
+        metrics["container.cpu_limit_cores"] = h(lim_cpu)
     return EntityHistory(kind="container", entity_id=f"c/ns/{pod}/app", cluster="c", namespace="ns", workload="web",
                          workload_kind="Deployment", pod=pod, container="app", metrics=metrics)
 
 
-def test_rightsize_pools_the_replicas_holds_what_the_hpa_divides_by_and_reads_requests_back_from_shares() -> None:
+def test_rightsize_pools_the_replicas_holds_what_the_hpa_divides_by_and_reads_the_requests_they_have_now() -> None:
     pods = [_container(f"web-{i}", 0.1, 200e6, req_cpu=1.0, req_mem=1e9, lim_cpu=2.0) for i in range(3)]
     (free,) = rightsize(pods)
     assert (free.current_cpu_request, free.current_cpu_limit, free.current_memory_request) == pytest.approx((1.0, 2.0, 1e9))
