@@ -45,6 +45,7 @@ import asyncio
 import logging
 import time
 import zlib
+from datetime import UTC, datetime
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -53,7 +54,7 @@ from streams import _metrics as M
 from streams._runtime import Runtime, table_keys
 from streams.errors import WriteFailed
 
-__all__ = ["Stateful", "KeyedState", "Checkpointer", "PartitionClocks", "CHUNK_SEP"]
+__all__ = ["Stateful", "KeyedState", "Checkpointer", "PartitionClocks", "CHUNK_SEP", "bounded_time", "restamp"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,51 @@ class PartitionClocks:
     def reset(self) -> None:
         self.time.clear()
         self._step.clear()
+
+
+def bounded_time(ts: datetime, *, received: float | None, max_skew_s: float) -> datetime:
+    """A scrape's timestamp, but no later than Kafka's receive time (epoch s) plus ``max_skew_s``.
+
+    >>> t = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    >>> bounded_time(t, received=t.timestamp() - 600, max_skew_s=120).isoformat()
+    '2026-01-01T00:02:00+00:00'
+    >>> bounded_time(t, received=t.timestamp(), max_skew_s=120) == t
+    True
+    """
+    if received is None or received <= 0:
+        return ts
+    limit = received + max_skew_s
+    if ts.timestamp() <= limit:
+        return ts
+    return datetime.fromtimestamp(limit, UTC)
+
+
+def restamp(record: Any, *, received: float | None, max_skew_s: float, topic: str) -> datetime | None:
+    """Bound a record's own time(s) (``timestamp``, ``first_seen``, ``last_seen``) by :func:`bounded_time`.
+
+    Returns the record's time after it (None when it has none); the record is changed in place, and
+    the change counted (``kubepulse_stream_clock_clamped_total`` of ``topic``), only when it was too far ahead.
+
+    >>> from models.records import KubeEvent, ObjectRef
+    >>> ev = KubeEvent(cluster="c", uid="u", namespace="n", name="e", reason="BackOff", last_seen=datetime(9999, 12, 31,
+    ...                tzinfo=UTC), involved_object=ObjectRef(kind="Pod", name="p"))
+    >>> restamp(ev, received=1_767_225_600.0, max_skew_s=120, topic="t").isoformat(), ev.last_seen.year
+    ('2026-01-01T00:02:00+00:00', 2026)
+    """
+    when = getattr(record, "timestamp", None)
+    if when is None:
+        return None
+    bounded = bounded_time(when, received=received, max_skew_s=max_skew_s)
+    if bounded != when:
+        for name in ("timestamp", "first_seen", "last_seen"):
+            t = getattr(type(record), name, None)
+            if isinstance(t, property):
+                continue  # derived (KubeEvent.timestamp): its sources are bounded instead
+            v = getattr(record, name, None)
+            if v is not None and v > bounded:
+                setattr(record, name, bounded)
+        M.CLOCK_CLAMPED.labels(topic).inc()
+    return bounded
 
 
 def _phase(key: bytes) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 from models.records import AlertTransition, DeadLetter, Record
 from streams import _metrics as M
 from streams._runtime import Runtime
-from streams._state import Checkpointer, KeyedState
+from streams._state import Checkpointer, KeyedState, restamp
 from streams.codec import decode_or_dead_letter
 from streams.topics import TopicSpec
 
@@ -100,7 +100,9 @@ def register_keyed_rules(rt: Runtime, cp: Checkpointer, *, spec: TopicSpec, name
             M.DUPLICATES_SUPPRESSED.labels("input").inc()
             return
         st.offset = msg.offset
-        when = rec.timestamp  # type: ignore[attr-defined]
+        # An object's time is its own (an Event's last seen), but no later than Kafka's receive time plus the
+        # allowed skew: an Event stamped 9999-12-31 would move the partition's clock and age everyone out.
+        when = restamp(rec, received=msg.timestamp, max_skew_s=s.max_clock_skew_s, topic=msg.topic)
         transitions = list(observe(rec, st.rules))
         if when is not None:
             transitions += engine.tick(when, state=st.rules)

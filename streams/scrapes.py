@@ -25,14 +25,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from models.errors import RecordError
 from models.records import DeadLetter, NodeScrape
 from streams import _metrics as M
 from streams._runtime import Runtime
-from streams._state import Checkpointer, KeyedState
+from streams._state import Checkpointer, KeyedState, bounded_time
 from streams.codec import decode_or_dead_letter
 from streams.pipeline import NodeState, Outputs, Pipeline
 from streams.topics import METRICS
@@ -116,20 +115,3 @@ def register_scrapes(rt: Runtime, cp: Checkpointer, pipe: Pipeline, *, forward: 
 
     return cp.agent(topic, name="process_scrapes", stage="windows", handle=handle,
                     doc="kubepulse.metrics.v1 → rollups, anomalies, alerts (and dead letters).")
-
-
-def bounded_time(ts: datetime, *, received: float | None, max_skew_s: float) -> datetime:
-    """A scrape's timestamp, but no later than Kafka's receive time (epoch s) plus ``max_skew_s``.
-
-    >>> t = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
-    >>> bounded_time(t, received=t.timestamp() - 600, max_skew_s=120).isoformat()
-    '2026-01-01T00:02:00+00:00'
-    >>> bounded_time(t, received=t.timestamp(), max_skew_s=120) == t
-    True
-    """
-    if received is None or received <= 0:
-        return ts
-    limit = received + max_skew_s
-    if ts.timestamp() <= limit:
-        return ts
-    return datetime.fromtimestamp(limit, UTC)
