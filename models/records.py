@@ -77,6 +77,10 @@ Name = Annotated[str, Field(min_length=1, max_length=253)]
 Segment = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^/]+$")]
 """A name that becomes one slot of series and entity ids (``cluster/namespace/pod/container``): no ``/``
 (Kubernetes forbids it in these names; a cluster name is kubepulse's own and must follow suit)."""
+Label = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[^/]+$")]
+"""A name Kubernetes keeps to a DNS label (namespaces, containers, volumes): at most 63 characters, no ``/``.
+Held to it here too, so that an id of several names (cluster/namespace/pod/container) stays within
+:data:`LongId` however long each name is."""
 LongId = Annotated[str, Field(min_length=1, max_length=1024)]
 """An id built from several names (cluster, namespace, pod, container): longer than any one name may be."""
 Count = Annotated[int, Field(ge=0)]
@@ -144,7 +148,7 @@ class Interface(_Part):
 class Volume(Filesystem):
     """A pod volume (``VolumeStats``), with its PersistentVolumeClaim if any."""
 
-    name: Segment
+    name: Label
     pvc_name: str | None = None
 
 
@@ -190,7 +194,7 @@ class _Utilisation(_Part):
 class ContainerSample(_Usage, _Utilisation):
     """One container in one scrape."""
 
-    name: Segment
+    name: Label
     requests: Resources = Field(default_factory=Resources)
     limits: Resources = Field(default_factory=Resources)
     rootfs: Filesystem | None = None
@@ -203,7 +207,7 @@ class ContainerSample(_Usage, _Utilisation):
 class PodSample(_Usage, _Utilisation):
     """One pod in one scrape, joined with its spec (requests, limits, owner)."""
 
-    namespace: Segment
+    namespace: Label
     name: Segment
     uid: str = ""
     workload_kind: str | None = None
@@ -313,7 +317,7 @@ class QuotaScrape(Record):
     """
 
     cluster: Segment
-    namespace: Segment
+    namespace: Label
     name: Segment
     timestamp: AwareDatetime
     source: Literal["kubernetes", "simulator"] = "kubernetes"
@@ -357,7 +361,7 @@ class AutoscalerScrape(Record):
     """
 
     cluster: Segment
-    namespace: Segment
+    namespace: Label
     name: Segment
     timestamp: AwareDatetime
     source: Literal["kubernetes", "simulator"] = "kubernetes"
@@ -716,10 +720,10 @@ class Recommendation(Record):
     """
 
     cluster: Segment
-    namespace: Segment
+    namespace: Label
     workload: Segment
     workload_kind: str | None = None
-    container: Segment
+    container: Label
     pods: Count
     """Distinct pods (replicas over time) the history covers."""
     cpu_p95: Finite

@@ -22,9 +22,10 @@ import base64
 import hashlib
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
+from models.errors import RecordError
 from models.records import (
     RECORD_TYPES,
     REPORT_TYPES,
@@ -151,7 +152,27 @@ def series_doc_id(key: str, ts: datetime) -> str:
     return base64.urlsafe_b64encode(head + ms.to_bytes(6, "big")).decode()
 
 
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""Event times before this are garbage (a zeroed clock, a bad parse), not history: Kubernetes is from 2014."""
+MAX_AHEAD = timedelta(days=1)
+"""How far past now an event time may be. Each day is an index: unbounded days would let a broken clock
+(or a hostile producer) create an index per record until the cluster's shard limit stops all indexing."""
+
+
 def _day(ts: datetime) -> str:
+    """The ``YYYY.MM.DD`` of the daily index ``ts`` goes to, or :class:`RecordError` outside the plausible range.
+
+    >>> _day(datetime(9999, 12, 31, tzinfo=UTC))
+    Traceback (most recent call last):
+    ...
+    models.errors.RecordError: event time 9999-12-31T00:00:00+00:00 is more than 1 day ahead of now: not indexed (a node's clock or its producer is wrong)
+    """
+    if ts < EARLIEST_EVENT_TIME:
+        raise RecordError(f"event time {ts.isoformat()} is before {EARLIEST_EVENT_TIME.date()}: not indexed (a zeroed or unset clock)",
+                          error_type="event_time_out_of_range")
+    if ts > datetime.now(UTC) + MAX_AHEAD:
+        raise RecordError(f"event time {ts.isoformat()} is more than 1 day ahead of now: not indexed "
+                          "(a node's clock or its producer is wrong)", error_type="event_time_out_of_range")
     return ts.astimezone(UTC).strftime("%Y.%m.%d")
 
 
