@@ -252,7 +252,14 @@ class Dispatcher:
             changed: dict[str, _Group] = {}
             new = 0
             for t in transitions:
-                for g in self._apply(t):
+                try:
+                    groups = self._apply(t)
+                except Exception as exc:
+                    # One alert that cannot be grouped must not take the dispatcher, and with
+                    # it every other alert, down: it is dead-lettered with the reason instead.
+                    await self._reject(t, exc)
+                    continue
+                for g in groups:
                     changed[g.key] = g
                     new += 1
             for g in changed.values():
@@ -266,20 +273,53 @@ class Dispatcher:
         return new
 
     def _apply(self, t: AlertTransition) -> list[_Group]:
-        out = []
-        for m in self._router.match(t.labels):
-            key = state_key(m.receiver, m.group_key)
-            g = self._groups.get(key)
-            current = g.alerts.get(t.fingerprint) if g else None
-            if current is not None and current.sequence >= t.sequence:
-                continue  # a replay or a reordering: this or a later state is known already
-            if current is None and t.status == "resolved":
-                continue  # never seen firing here (or long finished): nothing to resolve
-            if g is None:
-                g = self._groups[key] = _Group(match=m, alerts={}, delivered={})
-            g.alerts[t.fingerprint] = t
-            out.append(g)
+        """Put ``t`` into each of its groups; all or nothing (a failure leaves the groups as they were)."""
+        out: list[_Group] = []
+        undo: list[Callable[[], None]] = []
+        try:
+            for m in self._router.match(t.labels):
+                key = state_key(m.receiver, m.group_key)
+                g = self._groups.get(key)
+                current = g.alerts.get(t.fingerprint) if g else None
+                if current is not None and current.sequence >= t.sequence:
+                    continue  # a replay or a reordering: this or a later state is known already
+                if current is None and t.status == "resolved":
+                    continue  # never seen firing here (or long finished): nothing to resolve
+                if g is None:
+                    g = _Group(match=m, alerts={}, delivered={})
+                    self._state(g)  # a group whose state could not be written is refused before it exists
+                    self._groups[key] = g
+                    undo.append(lambda key=key: self._groups.pop(key, None))
+                g.alerts[t.fingerprint] = t
+                undo.append(lambda g=g, prev=current: self._restore(g, t.fingerprint, prev))
+                out.append(g)
+        except Exception:
+            for step in reversed(undo):
+                step()
+            raise
         return out
+
+    @staticmethod
+    def _restore(g: _Group, fingerprint: str, previous: AlertTransition | None) -> None:
+        if previous is None:
+            g.alerts.pop(fingerprint, None)
+        else:
+            g.alerts[fingerprint] = previous
+
+    async def _reject(self, t: AlertTransition, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("alert %s (%s) dead-lettered, it cannot be dispatched: %s", t.fingerprint, t.labels.get("alertname"), reason)
+        await self._sink.dead_letter(
+            DeadLetter(
+                source_topic=self._alerts_topic,
+                key=t.fingerprint,
+                stage="dispatch",
+                reason=self.redact(reason)[:4000],
+                error_type=type(exc).__name__,
+                payload=self.redact(t.model_dump_json()),
+                occurred_at=self._clock(),
+            )
+        )
 
     # ----------------------------------------------------------------- timers
 
@@ -511,16 +551,16 @@ class Dispatcher:
         if g.removed:
             await self._sink.group_state(g.key, None)
             return
-        await self._sink.group_state(
-            g.key,
-            AlertGroupState(
-                group_key=g.match.group_key,
-                receiver=g.match.receiver,
-                group_labels=g.match.group_labels,
-                alerts=list(g.alerts.values()),
-                delivered=g.delivered,
-                updated_at=self._clock(),
-            ),
+        await self._sink.group_state(g.key, self._state(g))
+
+    def _state(self, g: _Group) -> AlertGroupState:
+        return AlertGroupState(
+            group_key=g.match.group_key,
+            receiver=g.match.receiver,
+            group_labels=g.match.group_labels,
+            alerts=list(g.alerts.values()),
+            delivered=g.delivered,
+            updated_at=self._clock(),
         )
 
     # --------------------------------------------------------------- control

@@ -23,6 +23,7 @@ from models.codec import decode, encode
 from models.errors import RecordError
 from models.records import AlertGroupState, AlertTransition, DeadLetter, KubeEvent, Notification, Silence
 from models.settings import Settings
+from streams._metrics import DEAD_LETTERS
 from streams.alerting._kafka import assign_all, ensure_topics, read_to_end
 from streams.alerting.config import AlertingConfig, load_config
 from streams.alerting.dispatcher import Dispatcher
@@ -53,6 +54,7 @@ class KafkaSink:
     async def dead_letter(self, record: DeadLetter) -> None:
         # A lost page is the worst outcome: wait for this one's acknowledgement now.
         await self._p.send_and_wait(self._deadletter, encode(record), key=record.source_topic.encode())
+        DEAD_LETTERS.labels(stage=record.stage).inc()
 
     async def group_state(self, key: str, state: AlertGroupState | None) -> None:
         value = encode(state) if state is not None else None

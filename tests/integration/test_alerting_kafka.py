@@ -58,6 +58,7 @@ async def dispatchers(stack: dict[str, str], settings: Settings) -> AsyncIterato
             stop.set()
             await asyncio.wait_for(task, 30)
 
+        stop_it.task = task  # type: ignore[attr-defined]  # a test can check the dispatcher still runs
         return stop_it
 
     yield start
@@ -142,3 +143,27 @@ async def test_a_silence_added_with_the_cli_mutes_its_alerts_until_expired_with_
     (s,) = await list_silences(settings)
     assert s.ends_at <= datetime.now(UTC)
     assert json.dumps(pd.events).count(muted.fingerprint) == 1
+
+
+async def test_an_alert_whose_labels_make_a_group_key_longer_than_a_name_is_paged_and_the_dispatcher_keeps_running(
+    settings, pd, dispatchers
+):
+    """The default route groups by every label: a container alert's label set passes 253 characters."""
+    prefix = settings.kafka.topic_prefix
+    task = (await dispatchers(_config(pd))).task
+    long_labels = {f"label_{i:03d}": f"value-{i:03d}-" + "x" * 40 for i in range(200)}
+    wide, short = alert("ContainerMemoryHigh", severity="critical", **long_labels), alert("After", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(wide.key, wide)])
+    await produce(settings, ALERTS.named(prefix), [(short.key, short)])
+    await pd.wait_for(lambda: len(pd.events) == 2, timeout=20)
+    assert [e["dedup_key"] for e in pd.events] == [wide.fingerprint, short.fingerprint]
+    assert pd.rejected == []
+    details = pd.events[0]["payload"]["custom_details"]
+    assert details["labels"] == wide.labels
+    assert len(details["group_key"]) == 253 and details["group_key"].startswith('{}:{alertname="ContainerMemoryHigh"')
+    assert not task.done(), "the dispatcher stopped"
+
+    await produce(settings, ALERTS.named(prefix), [(wide.key, resolved(wide))])
+    await pd.wait_for(lambda: len(pd.events) == 3, timeout=20)
+    assert (pd.events[2]["event_action"], pd.events[2]["dedup_key"]) == ("resolve", wide.fingerprint)
+    assert not task.done(), "the dispatcher stopped"
