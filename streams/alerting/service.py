@@ -18,6 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+from aiokafka.errors import KafkaError
 
 from models.codec import decode, encode
 from models.errors import RecordError
@@ -25,6 +26,7 @@ from models.records import AlertGroupState, AlertTransition, DeadLetter, KubeEve
 from models.settings import Settings
 from streams._metrics import DEAD_LETTERS
 from streams.alerting._kafka import assign_all, ensure_topics, read_to_end
+from streams.alerting._metrics import COMMIT_FAILURES
 from streams.alerting.config import AlertingConfig, load_config
 from streams.alerting.dispatcher import Dispatcher
 from streams.topics import ALERT_GROUPS, ALERTS, DEADLETTER, EVENTS, NOTIFICATIONS, SILENCES
@@ -260,7 +262,18 @@ async def run_dispatcher(
             offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
 
             async def commit(offsets: dict[TopicPartition, int] = offsets) -> None:
-                await alerts.commit(offsets)
+                try:
+                    await alerts.commit(offsets)
+                except KafkaError as exc:
+                    # Mostly a rebalance between the fetch and the commit (CommitFailedError, or
+                    # IllegalStateError once the partitions are gone). The batch's group states are
+                    # already acknowledged in the state topic, so nothing is lost: the rejoin that
+                    # follows reloads the groups from there (_Takeover), the uncommitted batch comes
+                    # again and its sequences drop it as known, and `delivered` keeps what was sent
+                    # from being sent again. A later batch's commit covers these offsets too.
+                    COMMIT_FAILURES.labels(error=type(exc).__name__).inc()
+                    log.warning("alert dispatcher: committing the alerts offsets failed (%s: %s); the batch will be "
+                                "replayed and dropped as known", type(exc).__name__, exc)
 
             await dispatcher.ingest(transitions, commit=commit)
     finally:

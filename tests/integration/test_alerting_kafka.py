@@ -167,3 +167,62 @@ async def test_an_alert_whose_labels_make_a_group_key_longer_than_a_name_is_page
     await pd.wait_for(lambda: len(pd.events) == 3, timeout=20)
     assert (pd.events[2]["event_action"], pd.events[2]["dedup_key"]) == ("resolve", wide.fingerprint)
     assert not task.done(), "the dispatcher stopped"
+
+
+def _commit_failures() -> float:
+    from prometheus_client import REGISTRY
+
+    return sum(
+        s.value for m in REGISTRY.collect() if m.name == "kubepulse_alerting_commit_failures" for s in m.samples
+        if s.name.endswith("_total")
+    )
+
+
+async def _kick_out_of_group(settings: Settings, group: str) -> int:
+    """Make the broker forget every member of ``group`` (a LeaveGroup on their behalf), as a session timeout would.
+
+    The members are still running and learn it at their next heartbeat or commit: the
+    generation they hold is gone, so a commit in between fails with CommitFailedError.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.protocol.group import LeaveGroupRequest
+
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        node = await admin.find_coordinator(group)
+        (described,) = await admin.describe_consumer_groups([group], group_coordinator_id=node)
+        members = [m[0] for g in described.groups for m in g[5]]
+        for member_id in members:
+            await admin._send_request_to_node(node, LeaveGroupRequest(group, member_id))  # noqa: SLF001 - no public call
+        return len(members)
+    finally:
+        await admin.close()
+
+
+async def test_a_commit_that_fails_after_a_rebalance_is_survived_and_nothing_is_paged_twice_or_lost(settings, pd, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    task = (await dispatchers(_config(pd))).task
+    before = _commit_failures()
+    sent = []
+    for attempt in range(5):  # the owner's heartbeat (every 3 s) may notice the kick before a commit does
+        assert await _kick_out_of_group(settings, f"{settings.kafka.consumer_group}.alerting") == 1
+        a = alert(f"AfterKick{attempt}", severity="critical")
+        sent.append(a)
+        await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+        await pd.wait_for(lambda: len(pd.events) == len(sent), timeout=30)
+        if _commit_failures() > before:
+            break
+    assert _commit_failures() > before, "no commit failed: the test did not provoke what it is about"
+    assert not task.done(), "the dispatcher stopped"
+    # The owner rejoins, reloads its groups and replays the uncommitted batch: nothing is paged again.
+    last = alert("AfterRejoin", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(last.key, last)])
+    await pd.wait_for(lambda: any(e["dedup_key"] == last.fingerprint for e in pd.events), timeout=30)
+    await produce(settings, ALERTS.named(prefix), [(sent[-1].key, resolved(sent[-1]))])
+    await pd.wait_for(lambda: any(e["event_action"] == "resolve" for e in pd.events), timeout=30)
+    assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [
+        *(("trigger", a.fingerprint) for a in [*sent, last]), ("resolve", sent[-1].fingerprint)
+    ]
+    assert pd.rejected == []
+    assert not task.done(), "the dispatcher stopped"
