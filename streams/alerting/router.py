@@ -90,10 +90,9 @@ class Router:
     def __init__(self, config: AlertingConfig) -> None:
         self._config = config
 
-    def match(self, labels: Mapping[str, str]) -> list[RouteMatch]:
-        """The routes an alert with ``labels`` goes to (at least one: the root)."""
+    def _root(self) -> _Effective:
         root = self._config.route
-        eff = _Effective(
+        return _Effective(
             "{}",
             root.receiver or "",
             tuple(root.group_by) if root.group_by is not None else None,
@@ -101,9 +100,25 @@ class Router:
             root.group_interval if root.group_interval is not None else _DEFAULT_GROUP_INTERVAL,
             root.repeat_interval if root.repeat_interval is not None else _DEFAULT_REPEAT_INTERVAL,
         )
+
+    def match(self, labels: Mapping[str, str]) -> list[RouteMatch]:
+        """The routes an alert with ``labels`` goes to (at least one: the root)."""
         out: list[_Effective] = []
-        self._walk(root, eff, labels, out)
+        self._walk(self._config.route, self._root(), labels, out)
         return [self._result(e, labels) for e in out]
+
+    def former(self, *, receiver: str, group_key: str, group_labels: Mapping[str, str]) -> RouteMatch:
+        """A group no route makes any more (the config changed), with the root's timings: it only drains."""
+        root = self._root()
+        return RouteMatch(
+            route_key="(former)",
+            receiver=receiver,
+            group_key=group_key,
+            group_labels=dict(group_labels),
+            group_wait=root.group_wait,
+            group_interval=root.group_interval,
+            repeat_interval=root.repeat_interval,
+        )
 
     def _walk(self, route: Route, eff: _Effective, labels: Mapping[str, str], out: list[_Effective]) -> None:
         matched_child = False

@@ -155,7 +155,7 @@ class _Takeover(ConsumerRebalanceListener):
                 latest.append(decode(AlertGroupState, value))
             except RecordError as exc:
                 log.error("unreadable alert group state %r skipped: %s", key, exc.reason)
-        self._d.load(latest)
+        await self._d.load(latest)
         log.info("alert dispatcher took over %d partition(s) with %d alert group(s)", len(assigned), len(latest))
 
 

@@ -226,3 +226,49 @@ async def test_a_commit_that_fails_after_a_rebalance_is_survived_and_nothing_is_
     ]
     assert pd.rejected == []
     assert not task.done(), "the dispatcher stopped"
+
+
+OTHER_KEY = "kpfedcba9876543210fedcba98765432"
+
+
+async def test_after_a_routing_change_a_paged_alert_is_resolved_in_its_new_group_and_not_paged_again(settings, pd, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    stop = await dispatchers(_config(pd, group_by=["alertname"]))
+    a = alert("PodMemoryHigh", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    await stop()
+
+    # Restarted with another grouping: the stored group {alertname=...} is made by no route any more.
+    await dispatchers(_config(pd, group_by=["cluster", "namespace"]))
+    other = alert("Other", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(other.key, other), (a.key, resolved(a))])
+    await pd.wait_for(lambda: len(pd.events) == 3, timeout=20)
+    await asyncio.sleep(0.5)  # several group_intervals: a wrong re-page would have come
+    assert sorted((e["event_action"], e["dedup_key"]) for e in pd.events) == sorted([
+        ("trigger", a.fingerprint), ("trigger", other.fingerprint), ("resolve", a.fingerprint),
+    ])
+    assert pd.rejected == []
+
+
+async def test_after_a_routing_change_to_another_receiver_the_paged_one_still_gets_the_resolve(settings, pd, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    stop = await dispatchers(_config(pd))
+    a = alert("PodMemoryHigh", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    await stop()
+
+    config = _config(pd, receiver="oncall")
+    config["receivers"].append({**config["receivers"][0], "name": "oncall", "pagerduty_configs": [
+        {"routing_key": OTHER_KEY, "url": pd.url, "ca_file": str(pd.ca_file)}]})
+    await dispatchers(config)
+    # The new receiver hears of the firing alert once; the resolve then reaches both.
+    await pd.wait_for(lambda: len(pd.events) == 2, timeout=20)
+    await produce(settings, ALERTS.named(prefix), [(a.key, resolved(a))])
+    await pd.wait_for(lambda: len(pd.events) == 4, timeout=20)
+    await asyncio.sleep(0.5)
+    seen = [(e["routing_key"], e["event_action"], e["dedup_key"]) for e in pd.events]
+    assert seen[:2] == [(ROUTING_KEY, "trigger", a.fingerprint), (OTHER_KEY, "trigger", a.fingerprint)]
+    assert sorted(seen[2:]) == sorted([(ROUTING_KEY, "resolve", a.fingerprint), (OTHER_KEY, "resolve", a.fingerprint)])
+    assert pd.rejected == []

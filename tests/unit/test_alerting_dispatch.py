@@ -350,3 +350,26 @@ async def test_an_alert_that_cannot_be_grouped_is_dead_lettered_and_the_rest_of_
     assert "a route that cannot take this label set" in dead.reason
     assert json.loads(dead.payload)["fingerprint"] == bad.fingerprint
     assert sorted(d.groups) == [m.group_key for m in match(good.labels)]
+
+
+async def test_a_draining_group_of_a_former_route_is_removed_from_the_state_once_its_resolves_are_sent(pd, make_dispatcher):
+    first = make_dispatcher(pd_config(pd))
+    a = alert("PodMemoryHigh", severity="critical")
+    await first.ingest([a])
+    await pd.wait_for(lambda: len(pd.events) == 1)
+    await first.wait_idle()
+    (old_key,) = [k for k, v in first.sink.states.items() if v is not None]
+    stored = [v for v in first.sink.states.values() if v is not None]
+
+    config = pd_config(pd, receiver="oncall")
+    config["receivers"].append({**config["receivers"][0], "name": "oncall"})
+    second = make_dispatcher(config)
+    await second.load(stored)
+    assert second.sink.states[old_key] is not None  # kept, to resolve what "pager" was paged for
+    await pd.wait_for(lambda: len(pd.events) == 2)  # "oncall" hears of the alert
+    await second.ingest([resolved(a)])
+    await pd.wait_for(lambda: len(pd.events) == 4)
+    await second.wait_idle()
+    assert [e["event_action"] for e in pd.events] == ["trigger", "trigger", "resolve", "resolve"]
+    assert second.sink.states[old_key] is None
+    assert second.groups == {}
