@@ -272,3 +272,34 @@ async def test_after_a_routing_change_to_another_receiver_the_paged_one_still_ge
     assert seen[:2] == [(ROUTING_KEY, "trigger", a.fingerprint), (OTHER_KEY, "trigger", a.fingerprint)]
     assert sorted(seen[2:]) == sorted([(ROUTING_KEY, "resolve", a.fingerprint), (OTHER_KEY, "resolve", a.fingerprint)])
     assert pd.rejected == []
+
+
+async def test_a_silence_with_a_bad_matcher_is_dead_lettered_with_the_reason_whether_read_at_start_or_followed(
+    settings, pd, dispatchers
+):
+    from streams.alerting import new_silence
+    from streams.topics import SILENCES
+
+    prefix = settings.kafka.topic_prefix
+    await create_topics(settings, [SILENCES.named(prefix)])
+
+    def bad(matcher: str):
+        good = new_silence(['namespace="shop"'], duration_s=3600, created_by="ops")
+        return good.model_copy(update={"matchers": [matcher]})  # as a tool other than our CLI might write it
+
+    at_start, followed = bad('namespace~"shop"'), bad("severity")
+    await produce(settings, SILENCES.named(prefix), [(at_start.key, at_start)])
+    task = (await dispatchers(_config(pd))).task
+    await produce(settings, SILENCES.named(prefix), [(followed.key, followed)])
+    dead = [decode(DeadLetter, v) for _, v in await consume(settings, DEADLETTER.named(prefix), count=2, timeout=20)]
+    assert sorted((d.stage, d.key) for d in dead) == sorted([("silence", at_start.silence_id), ("silence", followed.silence_id)])
+    by_key = {d.key: d for d in dead}
+    assert "'namespace~\"shop\"' is not a matcher" in by_key[at_start.silence_id].reason
+    assert "'severity' is not a matcher" in by_key[followed.silence_id].reason
+    assert by_key[followed.silence_id].offset is not None
+    assert json.loads(by_key[at_start.silence_id].payload)["matchers"] == ['namespace~"shop"']
+    # It mutes nothing, and the dispatcher goes on.
+    a = alert(namespace="shop", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    assert not task.done()
