@@ -36,6 +36,12 @@ kubepulse.alertgroups.v1 and the protocol is:
    it consumes, and sends only what ``delivered`` lacks: what was delivered
    is not sent again.
 
+Each integration's delivery is recorded in memory as soon as it is done,
+whatever the group's other integrations do; a failed state write marks the
+group unsaved and the next tick writes it again. So a Kafka error after one
+integration's 2xx (another's dead letter, the state write) re-sends nothing
+to it: a retry sends only what was not confirmed.
+
 The one window left is a crash between a receiver's 2xx and the state write:
 that notification is sent again (at-least-once). PagerDuty drops the repeat
 by ``dedup_key``; Slack in token mode updates the same message only if the
@@ -124,6 +130,8 @@ class _Group:
     delivered: dict[str, GroupDelivery]
     task: asyncio.Task[None] | None = None
     removed: bool = False
+    unsaved: bool = False
+    """A delivery is recorded in memory but its state write failed: the next tick writes it again."""
     draining: bool = False
     """No route makes this group any more: it keeps the alerts its receiver was paged for, only to resolve them."""
     reported_muted: set[str] = field(default_factory=set)
@@ -498,25 +506,39 @@ class Dispatcher:
             jobs, muted = self._plan(g, receiver, now)
         if muted:
             await self._record_suppressed(g, receiver, muted, now)
-        outcomes = await asyncio.gather(*(self._deliver(g, receiver, job, now) for job in jobs if job.send))
+
+        async def run(job: _Job) -> None:
+            outcome = await self._deliver(g, receiver, job, now) if job.send else None
+            # Recorded as soon as this integration is done, whatever the others do: a Kafka
+            # error writing another integration's dead letter, or the state write below,
+            # must not make the next tick send again what this receiver confirmed.
+            async with self._lock:
+                self._delivered(g, job, outcome, now)
+
+        results = await asyncio.gather(*(run(job) for job in jobs), return_exceptions=True)
         async with self._lock:
-            ok = iter(outcomes)
-            for job in jobs:
-                outcome = next(ok) if job.send else None
-                d = g.delivered.setdefault(job.iid, GroupDelivery())
-                # A dead-lettered notification counts as handled too: the group moves on
-                # (it is in the dead-letter topic, and the next change notifies again).
-                for fp in job.resolved:
-                    d.firing.pop(fp, None)
-                d.resolved.update(job.resolved)
-                d.firing.update(job.firing)
-                if outcome is not None:
-                    d.at = now
-                    d.ref = job.message.ref or d.ref
             collected = self._collect(g, receiver)
-            if jobs or collected:
+            if jobs or collected or g.unsaved:
+                g.unsaved = True
                 await self._persist(g)
                 await self._sink.flush()
+                g.unsaved = False
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r  # the timer logs it and retries what was not recorded at the next tick
+
+    @staticmethod
+    def _delivered(g: _Group, job: _Job, outcome: Outcome | None, now: datetime) -> None:
+        d = g.delivered.setdefault(job.iid, GroupDelivery())
+        # A dead-lettered notification counts as handled too: the group moves on
+        # (it is in the dead-letter topic, and the next change notifies again).
+        for fp in job.resolved:
+            d.firing.pop(fp, None)
+        d.resolved.update(job.resolved)
+        d.firing.update(job.firing)
+        if outcome is not None:
+            d.at = now
+            d.ref = job.message.ref or d.ref
 
     def _plan(self, g: _Group, receiver: Receiver, now: datetime) -> tuple[list[_Job], list[str]]:
         firing_sets = self._firing_label_sets()
@@ -628,7 +650,7 @@ class Dispatcher:
         if not outcome.delivered:
             log.error(
                 "NOTIFICATION LOST TO RETRIES: %s to receiver %s (%s) for group %s failed after %d attempt(s): %s; "
-                "written to the dead-letter topic",
+                "writing it to the dead-letter topic",
                 nid, receiver.name, job.iid, g.match.group_key, outcome.attempts, outcome.error,
             )
             await self._sink.dead_letter(

@@ -18,7 +18,7 @@ from models.settings import Settings
 from streams.alerting import config_from_dict, list_silences, run_dispatcher
 from streams.topics import ALERTS, DEADLETTER, NOTIFICATIONS
 from tests.fakes.alerts import alert, resolved
-from tests.fakes.fixtures import ROUTING_KEY, pd, tls_ca  # noqa: F401 - fixtures
+from tests.fakes.fixtures import ROUTING_KEY, hook, pd, tls_ca  # noqa: F401 - fixtures
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.kafkautil import consume, create_topics, produce
 
@@ -303,3 +303,33 @@ async def test_a_silence_with_a_bad_matcher_is_dead_lettered_with_the_reason_whe
     await produce(settings, ALERTS.named(prefix), [(a.key, a)])
     await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
     assert not task.done()
+
+
+async def _topic_refusing_records_over(settings: Settings, name: str, max_bytes: int) -> None:
+    """Create ``name`` with a tiny ``max.message.bytes``: the broker refuses bigger records (a real write error)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"max.message.bytes": str(max_bytes)})])
+    finally:
+        await admin.close()
+
+
+async def test_a_kafka_error_after_one_integrations_2xx_does_not_resend_to_it_what_it_confirmed(settings, hook, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    # The second integration is refused (400: wrong token), so its notification is dead-lettered,
+    # and the dead-letter topic refuses the record: a Kafka error after the first one's 200.
+    await _topic_refusing_records_over(settings, DEADLETTER.named(prefix), 200)
+    await dispatchers({
+        "route": {"receiver": "team", "group_by": ["..."], "group_wait": 0, "group_interval": 0.2, "repeat_interval": "4h"},
+        "receivers": [{"name": "team", "retry": {"initial_backoff": 0.01, "timeout": 15},
+                       "webhook_configs": [{"url": hook.hook_url}, {"url": f"{hook.url}/hook/wrong-token"}]}],
+    })
+    a = alert(severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+    # The failing integration is tried again at every tick (its dead letter was never written) ...
+    await hook.wait_for(lambda: len(hook.rejected) >= 4, timeout=30)
+    # ... and the one that answered 200 got the notification once.
+    assert [b["alerts"][0]["fingerprint"] for b in hook.bodies] == [a.fingerprint]
