@@ -36,6 +36,12 @@ kubepulse.alertgroups.v1 and the protocol is:
    it consumes, and sends only what ``delivered`` lacks: what was delivered
    is not sent again.
 
+Each integration's delivery is recorded in memory as soon as it is done,
+whatever the group's other integrations do; a failed state write marks the
+group unsaved and the next tick writes it again. So a Kafka error after one
+integration's 2xx (another's dead letter, the state write) re-sends nothing
+to it: a retry sends only what was not confirmed.
+
 The one window left is a crash between a receiver's 2xx and the state write:
 that notification is sent again (at-least-once). PagerDuty drops the repeat
 by ``dedup_key``; Slack in token mode updates the same message only if the
@@ -69,7 +75,7 @@ from streams.alerting.notifiers import Notifier, build_notifiers
 from streams.alerting.notifiers.kafka import Send
 from streams.alerting.router import Inhibitor, RouteMatch, Router
 from streams.alerting.silences import SilenceStore
-from streams.topics import ALERTS
+from streams.topics import ALERT_GROUPS, ALERTS
 
 __all__ = ["Dispatcher", "Sink", "MemorySink", "state_key"]
 
@@ -124,6 +130,10 @@ class _Group:
     delivered: dict[str, GroupDelivery]
     task: asyncio.Task[None] | None = None
     removed: bool = False
+    unsaved: bool = False
+    """A delivery is recorded in memory but its state write failed: the next tick writes it again."""
+    draining: bool = False
+    """No route makes this group any more: it keeps the alerts its receiver was paged for, only to resolve them."""
     reported_muted: set[str] = field(default_factory=set)
     flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
     """One flush at a time per group: a second one would plan the same sends before the first records them."""
@@ -176,6 +186,8 @@ class Dispatcher:
         self._events_per_pod = events_per_pod
         self._max_pods = max_pods
         self._alerts_topic = ALERTS.named(settings.kafka.topic_prefix)
+        self._groups_topic = ALERT_GROUPS.named(settings.kafka.topic_prefix)
+        self._draining: set[str] = set()
         secrets = config.secrets()
         for s in (settings.alerting.pagerduty_routing_key, settings.alerting.slack_webhook_url,
                   settings.alerting.slack_token, settings.alerting.smtp_password):
@@ -224,25 +236,120 @@ class Dispatcher:
                     break
         ring.append(event)
 
-    def load(self, states: Iterable[AlertGroupState]) -> None:
-        """Restore groups from the state topic (on start or when this worker takes over) and arm their timers."""
+    async def load(self, states: Iterable[AlertGroupState]) -> None:
+        """Restore groups from the state topic (on start or when this worker takes over) and arm their timers.
+
+        A stored group that no route makes any more (the route tree changed
+        since it was written) is not forgotten, or its alerts' resolves would
+        be ignored and the pages they made stay open: its alerts are re-routed
+        (:meth:`_reroute`) and the old state is replaced by what they became.
+        """
+        orphans = []
         for st in states:
-            if state_key(st.receiver, st.group_key) in self._groups:
+            key = state_key(st.receiver, st.group_key)
+            if key in self._groups:
                 continue  # already live here: memory is at least as new as the topic
-            matches = [m for m in self._router.match(st.alerts[0].labels) if m.receiver == st.receiver] if st.alerts else []
-            match = next((m for m in matches if m.group_key == st.group_key), None)
+            matches = self._router.match(st.alerts[0].labels) if st.alerts else []
+            match = next((m for m in matches if m.receiver == st.receiver and m.group_key == st.group_key), None)
             if match is None:
-                # The config changed since this state was written: its group no longer exists.
-                log.warning("dropping stored alert group %s of receiver %s: no route makes it any more", st.group_key, st.receiver)
+                orphans.append(st)
                 continue
-            g = _Group(match=match, alerts={a.fingerprint: a for a in st.alerts}, delivered=dict(st.delivered))
+            self._groups[key] = _Group(match=match, alerts={a.fingerprint: a for a in st.alerts}, delivered=dict(st.delivered))
+        # After every state that still has its group is restored, so a re-routed alert merges into
+        # its new group's stored state instead of shadowing it.
+        changed: dict[str, _Group] = {}
+        retired: list[str] = []
+        for st in orphans:
+            key = state_key(st.receiver, st.group_key)
+            try:
+                for g in await self._reroute(st):
+                    changed[g.key] = g
+            except Exception as exc:
+                await self._reject_state(st, exc)
+                continue
+            if key not in self._groups:
+                retired.append(key)
+        if changed or retired:
+            async with self._lock:
+                for key in retired:
+                    await self._sink.group_state(key, None)
+                for g in changed.values():
+                    await self._persist(g)
+                await self._sink.flush()
+        for g in self._groups.values():
+            if g.task is None:
+                last = max((d.at for d in g.delivered.values() if d.at), default=None)
+                if last is None:
+                    delay = g.match.group_wait * self._scale
+                else:
+                    delay = max(0.0, (last + timedelta(seconds=g.match.group_interval * self._scale) - self._clock()).total_seconds())
+                self._arm(g, delay)
+
+    async def _reroute(self, st: AlertGroupState) -> list[_Group]:
+        """Put the alerts of a group no route makes any more into the groups they belong to now.
+
+        Into a new group of the same receiver an alert takes what each
+        integration was sent of it, so it is not paged again and its resolve is
+        sent. Alerts whose routes no longer reach this receiver but that it was
+        paged for stay in a draining group under the old key, which takes only
+        their resolves (no repeats) and is removed when they are done; the new
+        receiver is notified of them as of any alert new to it.
+        """
+        log.warning(
+            "alert group %s of receiver %s: no route makes it any more (the routing changed); re-routing its %d alert(s)",
+            st.group_key, st.receiver, len(st.alerts),
+        )
+        out: list[_Group] = []
+        paged_here: dict[str, AlertTransition] = {}
+        for a in st.alerts:
+            sent = [iid for iid, d in st.delivered.items() if a.fingerprint in d.firing]
+            stays = False
+            for m in self._router.match(a.labels):
+                key = state_key(m.receiver, m.group_key)
+                g = self._groups.get(key)
+                current = g.alerts.get(a.fingerprint) if g else None
+                if current is not None and current.sequence >= a.sequence:
+                    stays = stays or m.receiver == st.receiver
+                    continue
+                if current is None and a.status == "resolved" and not (m.receiver == st.receiver and sent):
+                    continue  # resolved before this receiver heard of it: nothing to tell
+                if g is None:
+                    g = _Group(match=m, alerts={}, delivered={})
+                    self._state(g)
+                    self._groups[key] = g
+                g.alerts[a.fingerprint] = a
+                if m.receiver == st.receiver:
+                    stays = True
+                    for iid in sent:
+                        old, new = st.delivered[iid], g.delivered.setdefault(iid, GroupDelivery())
+                        new.firing.setdefault(a.fingerprint, old.firing[a.fingerprint])
+                        if a.fingerprint in old.resolved:
+                            new.resolved.setdefault(a.fingerprint, old.resolved[a.fingerprint])
+                        new.at = max(filter(None, (new.at, old.at)), default=None)
+                out.append(g)
+            if sent and not stays:
+                paged_here[a.fingerprint] = a
+        if paged_here:
+            try:
+                self.config.receiver(st.receiver)
+            except KeyError:
+                await self._reject_state(st, f"receiver {st.receiver} was removed from the config: the alert(s) "
+                                             f"{', '.join(sorted(paged_here))} it was paged for cannot be resolved there")
+                return out
+            match = self._router.former(receiver=st.receiver, group_key=st.group_key, group_labels=st.group_labels)
+            delivered = {
+                iid: GroupDelivery(
+                    firing={fp: s for fp, s in d.firing.items() if fp in paged_here},
+                    resolved={fp: s for fp, s in d.resolved.items() if fp in paged_here},
+                    at=d.at, ref=d.ref,
+                )
+                for iid, d in st.delivered.items()
+            }
+            g = _Group(match=match, alerts=paged_here, delivered=delivered, draining=True)
             self._groups[g.key] = g
-            last = max((d.at for d in g.delivered.values() if d.at), default=None)
-            if last is None:
-                delay = match.group_wait * self._scale
-            else:
-                delay = max(0.0, (last + timedelta(seconds=match.group_interval * self._scale) - self._clock()).total_seconds())
-            self._arm(g, delay)
+            self._draining.add(g.key)
+            out.append(g)
+        return out
 
     async def ingest(
         self, transitions: Iterable[AlertTransition], *, commit: Callable[[], Awaitable[None]] | None = None
@@ -252,7 +359,14 @@ class Dispatcher:
             changed: dict[str, _Group] = {}
             new = 0
             for t in transitions:
-                for g in self._apply(t):
+                try:
+                    groups = self._apply(t)
+                except Exception as exc:
+                    # One alert that cannot be grouped must not take the dispatcher, and with
+                    # it every other alert, down: it is dead-lettered with the reason instead.
+                    await self._reject(t, exc)
+                    continue
+                for g in groups:
                     changed[g.key] = g
                     new += 1
             for g in changed.values():
@@ -266,20 +380,70 @@ class Dispatcher:
         return new
 
     def _apply(self, t: AlertTransition) -> list[_Group]:
-        out = []
-        for m in self._router.match(t.labels):
-            key = state_key(m.receiver, m.group_key)
-            g = self._groups.get(key)
-            current = g.alerts.get(t.fingerprint) if g else None
-            if current is not None and current.sequence >= t.sequence:
-                continue  # a replay or a reordering: this or a later state is known already
-            if current is None and t.status == "resolved":
-                continue  # never seen firing here (or long finished): nothing to resolve
-            if g is None:
-                g = self._groups[key] = _Group(match=m, alerts={}, delivered={})
-            g.alerts[t.fingerprint] = t
-            out.append(g)
+        """Put ``t`` into each of its groups; all or nothing (a failure leaves the groups as they were)."""
+        out: list[_Group] = []
+        undo: list[Callable[[], None]] = []
+        try:
+            for m in self._router.match(t.labels):
+                key = state_key(m.receiver, m.group_key)
+                g = self._groups.get(key)
+                current = g.alerts.get(t.fingerprint) if g else None
+                if current is not None and current.sequence >= t.sequence:
+                    continue  # a replay or a reordering: this or a later state is known already
+                if current is None and t.status == "resolved":
+                    continue  # never seen firing here (or long finished): nothing to resolve
+                if g is None:
+                    g = _Group(match=m, alerts={}, delivered={})
+                    self._state(g)  # a group whose state could not be written is refused before it exists
+                    self._groups[key] = g
+                    undo.append(lambda key=key: self._groups.pop(key, None))
+                g.alerts[t.fingerprint] = t
+                undo.append(lambda g=g, prev=current: self._restore(g, t.fingerprint, prev))
+                out.append(g)
+            if t.status == "resolved":
+                for key in self._draining:
+                    g = self._groups[key]
+                    current = g.alerts.get(t.fingerprint)
+                    if current is not None and current.sequence < t.sequence:
+                        g.alerts[t.fingerprint] = t
+                        undo.append(lambda g=g, prev=current: self._restore(g, t.fingerprint, prev))
+                        out.append(g)
+        except Exception:
+            for step in reversed(undo):
+                step()
+            raise
         return out
+
+    @staticmethod
+    def _restore(g: _Group, fingerprint: str, previous: AlertTransition | None) -> None:
+        if previous is None:
+            g.alerts.pop(fingerprint, None)
+        else:
+            g.alerts[fingerprint] = previous
+
+    async def _reject(self, t: AlertTransition, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("alert %s (%s) dead-lettered, it cannot be dispatched: %s", t.fingerprint, t.labels.get("alertname"), reason)
+        await self._dead_letter("dispatch", self._alerts_topic, t.fingerprint, reason, type(exc).__name__, t.model_dump_json())
+
+    async def _reject_state(self, st: AlertGroupState, problem: Exception | str) -> None:
+        reason = problem if isinstance(problem, str) else f"{type(problem).__name__}: {problem}"
+        error_type = "RerouteError" if isinstance(problem, str) else type(problem).__name__
+        log.error("stored alert group %s of receiver %s dead-lettered: %s", st.group_key, st.receiver, reason)
+        await self._dead_letter("dispatch:reroute", self._groups_topic, st.key, reason, error_type, st.model_dump_json())
+
+    async def _dead_letter(self, stage: str, topic: str, key: str, reason: str, error_type: str, payload: str) -> None:
+        await self._sink.dead_letter(
+            DeadLetter(
+                source_topic=topic,
+                key=key,
+                stage=stage,
+                reason=self.redact(reason)[:4000],
+                error_type=error_type,
+                payload=self.redact(payload),
+                occurred_at=self._clock(),
+            )
+        )
 
     # ----------------------------------------------------------------- timers
 
@@ -342,25 +506,39 @@ class Dispatcher:
             jobs, muted = self._plan(g, receiver, now)
         if muted:
             await self._record_suppressed(g, receiver, muted, now)
-        outcomes = await asyncio.gather(*(self._deliver(g, receiver, job, now) for job in jobs if job.send))
+
+        async def run(job: _Job) -> None:
+            outcome = await self._deliver(g, receiver, job, now) if job.send else None
+            # Recorded as soon as this integration is done, whatever the others do: a Kafka
+            # error writing another integration's dead letter, or the state write below,
+            # must not make the next tick send again what this receiver confirmed.
+            async with self._lock:
+                self._delivered(g, job, outcome, now)
+
+        results = await asyncio.gather(*(run(job) for job in jobs), return_exceptions=True)
         async with self._lock:
-            ok = iter(outcomes)
-            for job in jobs:
-                outcome = next(ok) if job.send else None
-                d = g.delivered.setdefault(job.iid, GroupDelivery())
-                # A dead-lettered notification counts as handled too: the group moves on
-                # (it is in the dead-letter topic, and the next change notifies again).
-                for fp in job.resolved:
-                    d.firing.pop(fp, None)
-                d.resolved.update(job.resolved)
-                d.firing.update(job.firing)
-                if outcome is not None:
-                    d.at = now
-                    d.ref = job.message.ref or d.ref
             collected = self._collect(g, receiver)
-            if jobs or collected:
+            if jobs or collected or g.unsaved:
+                g.unsaved = True
                 await self._persist(g)
                 await self._sink.flush()
+                g.unsaved = False
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r  # the timer logs it and retries what was not recorded at the next tick
+
+    @staticmethod
+    def _delivered(g: _Group, job: _Job, outcome: Outcome | None, now: datetime) -> None:
+        d = g.delivered.setdefault(job.iid, GroupDelivery())
+        # A dead-lettered notification counts as handled too: the group moves on
+        # (it is in the dead-letter topic, and the next change notifies again).
+        for fp in job.resolved:
+            d.firing.pop(fp, None)
+        d.resolved.update(job.resolved)
+        d.firing.update(job.firing)
+        if outcome is not None:
+            d.at = now
+            d.ref = job.message.ref or d.ref
 
     def _plan(self, g: _Group, receiver: Receiver, now: datetime) -> tuple[list[_Job], list[str]]:
         firing_sets = self._firing_label_sets()
@@ -380,12 +558,13 @@ class Dispatcher:
         repeat_after = timedelta(seconds=g.match.repeat_interval * self._scale)
         for iid, cfg in receiver.integrations():
             d = g.delivered.get(iid) or GroupDelivery()
-            new_firing = {fp for fp, a in firing.items() if d.firing.get(fp) != a.sequence}
+            # A draining group only resolves: its receiver is no longer where these alerts are paged.
+            new_firing = set() if g.draining else {fp for fp, a in firing.items() if d.firing.get(fp) != a.sequence}
             resolved = {
                 fp: a for fp, a in g.alerts.items()
                 if a.status == "resolved" and fp in d.firing and d.resolved.get(fp) != a.sequence
             }
-            repeat = bool(firing) and d.at is not None and now - d.at >= repeat_after
+            repeat = bool(firing) and d.at is not None and now - d.at >= repeat_after and not g.draining
             send_resolved = bool(resolved) and cfg.send_resolved
             if not (new_firing or repeat or resolved):
                 continue
@@ -438,6 +617,7 @@ class Dispatcher:
         if not g.alerts:
             g.removed = True
             self._groups.pop(g.key, None)
+            self._draining.discard(g.key)
         return len(g.alerts) != before
 
     async def _deliver(self, g: _Group, receiver: Receiver, job: _Job, now: datetime) -> Outcome:
@@ -470,7 +650,7 @@ class Dispatcher:
         if not outcome.delivered:
             log.error(
                 "NOTIFICATION LOST TO RETRIES: %s to receiver %s (%s) for group %s failed after %d attempt(s): %s; "
-                "written to the dead-letter topic",
+                "writing it to the dead-letter topic",
                 nid, receiver.name, job.iid, g.match.group_key, outcome.attempts, outcome.error,
             )
             await self._sink.dead_letter(
@@ -511,16 +691,16 @@ class Dispatcher:
         if g.removed:
             await self._sink.group_state(g.key, None)
             return
-        await self._sink.group_state(
-            g.key,
-            AlertGroupState(
-                group_key=g.match.group_key,
-                receiver=g.match.receiver,
-                group_labels=g.match.group_labels,
-                alerts=list(g.alerts.values()),
-                delivered=g.delivered,
-                updated_at=self._clock(),
-            ),
+        await self._sink.group_state(g.key, self._state(g))
+
+    def _state(self, g: _Group) -> AlertGroupState:
+        return AlertGroupState(
+            group_key=g.match.group_key,
+            receiver=g.match.receiver,
+            group_labels=g.match.group_labels,
+            alerts=list(g.alerts.values()),
+            delivered=g.delivered,
+            updated_at=self._clock(),
         )
 
     # --------------------------------------------------------------- control
@@ -551,6 +731,7 @@ class Dispatcher:
         except TimeoutError:
             log.warning("deliveries still in flight after %.0f s; the next owner may resend them", drain_timeout)
         self._groups.clear()
+        self._draining.clear()
 
     async def close(self) -> None:
         await self.suspend()

@@ -18,14 +18,18 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+from aiokafka.errors import KafkaError
 
 from models.codec import decode, encode
 from models.errors import RecordError
 from models.records import AlertGroupState, AlertTransition, DeadLetter, KubeEvent, Notification, Silence
 from models.settings import Settings
+from streams._metrics import DEAD_LETTERS
 from streams.alerting._kafka import assign_all, ensure_topics, read_to_end
+from streams.alerting._metrics import COMMIT_FAILURES
 from streams.alerting.config import AlertingConfig, load_config
 from streams.alerting.dispatcher import Dispatcher
+from streams.alerting.errors import MatcherError
 from streams.topics import ALERT_GROUPS, ALERTS, DEADLETTER, EVENTS, NOTIFICATIONS, SILENCES
 
 __all__ = ["KafkaSink", "run_dispatcher", "register_dispatcher"]
@@ -53,6 +57,7 @@ class KafkaSink:
     async def dead_letter(self, record: DeadLetter) -> None:
         # A lost page is the worst outcome: wait for this one's acknowledgement now.
         await self._p.send_and_wait(self._deadletter, encode(record), key=record.source_topic.encode())
+        DEAD_LETTERS.labels(stage=record.stage).inc()
 
     async def group_state(self, key: str, state: AlertGroupState | None) -> None:
         value = encode(state) if state is not None else None
@@ -151,7 +156,7 @@ class _Takeover(ConsumerRebalanceListener):
                 latest.append(decode(AlertGroupState, value))
             except RecordError as exc:
                 log.error("unreadable alert group state %r skipped: %s", key, exc.reason)
-        self._d.load(latest)
+        await self._d.load(latest)
         log.info("alert dispatcher took over %d partition(s) with %d alert group(s)", len(assigned), len(latest))
 
 
@@ -160,7 +165,7 @@ async def _follow(consumer: AIOKafkaConsumer, handle: Any, stop: asyncio.Event) 
         batch = await consumer.getmany(timeout_ms=200)
         for msgs in batch.values():
             for m in msgs:
-                handle(m)
+                await handle(m)
 
 
 async def run_dispatcher(
@@ -200,7 +205,7 @@ async def run_dispatcher(
     try:
         # Silences first, to their end: a silenced alert must not page during start-up.
         for key, value in await read_to_end(settings, SILENCES.named(prefix)):
-            _put_silence(dispatcher, value)
+            await _put_silence(dispatcher, sink, SILENCES.named(prefix), key, value)
         await side.start()
         sil_tps = await assign_all(side, SILENCES.named(prefix))
         ev_tps = [TopicPartition(EVENTS.named(prefix), p) for p in sorted(await _partitions(side, EVENTS.named(prefix)))]
@@ -216,9 +221,9 @@ async def run_dispatcher(
 
         silences_topic = SILENCES.named(prefix)
 
-        def on_side(m: Any) -> None:
+        async def on_side(m: Any) -> None:
             if m.topic == silences_topic:
-                _put_silence(dispatcher, m.value)
+                await _put_silence(dispatcher, sink, m.topic, m.key, m.value, partition=m.partition, offset=m.offset)
             else:
                 try:
                     dispatcher.add_event(decode(KubeEvent, m.value))
@@ -258,7 +263,18 @@ async def run_dispatcher(
             offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
 
             async def commit(offsets: dict[TopicPartition, int] = offsets) -> None:
-                await alerts.commit(offsets)
+                try:
+                    await alerts.commit(offsets)
+                except KafkaError as exc:
+                    # Mostly a rebalance between the fetch and the commit (CommitFailedError, or
+                    # IllegalStateError once the partitions are gone). The batch's group states are
+                    # already acknowledged in the state topic, so nothing is lost: the rejoin that
+                    # follows reloads the groups from there (_Takeover), the uncommitted batch comes
+                    # again and its sequences drop it as known, and `delivered` keeps what was sent
+                    # from being sent again. A later batch's commit covers these offsets too.
+                    COMMIT_FAILURES.labels(error=type(exc).__name__).inc()
+                    log.warning("alert dispatcher: committing the alerts offsets failed (%s: %s); the batch will be "
+                                "replayed and dropped as known", type(exc).__name__, exc)
 
             await dispatcher.ingest(transitions, commit=commit)
     finally:
@@ -290,13 +306,29 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         await asyncio.sleep(0.1)
 
 
-def _put_silence(dispatcher: Dispatcher, value: bytes | None) -> None:
+async def _put_silence(
+    dispatcher: Dispatcher, sink: KafkaSink, topic: str, key: bytes | None, value: bytes | None,
+    *, partition: int | None = None, offset: int | None = None,
+) -> None:
+    """Give a silence to the dispatcher; one it cannot use mutes nothing, so it is dead-lettered with the reason."""
     if value is None:
         return
     try:
         dispatcher.add_silence(decode(Silence, value))
+        return
     except RecordError as exc:
-        log.error("unreadable silence skipped: %s", exc.reason)
+        reason, error_type = exc.reason, exc.error_type
+    except MatcherError as exc:
+        reason, error_type = f"a matcher of this silence cannot be parsed, so it mutes nothing: {exc}", "MatcherError"
+    sid = key.decode(errors="replace") if key else None
+    log.error("SILENCE NOT APPLIED: silence %s on %s is dead-lettered: %s", sid, topic, reason)
+    await sink.dead_letter(
+        DeadLetter(
+            source_topic=topic, partition=partition, offset=offset, key=sid, stage="silence",
+            reason=reason[:4000], error_type=error_type,
+            payload=value.decode(errors="backslashreplace")[:10000], occurred_at=datetime.now(UTC),
+        )
+    )
 
 
 def register_dispatcher(app: Any, settings: Settings, *, config: AlertingConfig | None = None) -> None:

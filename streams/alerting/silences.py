@@ -34,11 +34,13 @@ class SilenceStore:
             self.put(s)
 
     def put(self, silence: Silence) -> None:
-        """Add or replace a silence (an unparsable matcher was rejected at ``add`` time; skip it here)."""
-        try:
-            matchers = [parse_matcher(m) for m in silence.matchers]
-        except MatcherError:
-            return
+        """Add or replace a silence; :class:`MatcherError` for an unparsable matcher, and the store is unchanged.
+
+        ``kubepulse silence add`` rejects a bad matcher, but anyone may write to
+        the topic: the caller must make such a silence seen (the dispatcher
+        dead-letters it), since it mutes nothing.
+        """
+        matchers = [parse_matcher(m) for m in silence.matchers]
         self._by_id[silence.silence_id] = (silence, matchers)
 
     def muted_by(self, labels: Mapping[str, str], now: datetime) -> list[str]:

@@ -18,7 +18,7 @@ from models.settings import Settings
 from streams.alerting import config_from_dict, list_silences, run_dispatcher
 from streams.topics import ALERTS, DEADLETTER, NOTIFICATIONS
 from tests.fakes.alerts import alert, resolved
-from tests.fakes.fixtures import ROUTING_KEY, pd, tls_ca  # noqa: F401 - fixtures
+from tests.fakes.fixtures import ROUTING_KEY, hook, pd, tls_ca  # noqa: F401 - fixtures
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.kafkautil import consume, create_topics, produce
 
@@ -58,6 +58,7 @@ async def dispatchers(stack: dict[str, str], settings: Settings) -> AsyncIterato
             stop.set()
             await asyncio.wait_for(task, 30)
 
+        stop_it.task = task  # type: ignore[attr-defined]  # a test can check the dispatcher still runs
         return stop_it
 
     yield start
@@ -142,3 +143,193 @@ async def test_a_silence_added_with_the_cli_mutes_its_alerts_until_expired_with_
     (s,) = await list_silences(settings)
     assert s.ends_at <= datetime.now(UTC)
     assert json.dumps(pd.events).count(muted.fingerprint) == 1
+
+
+async def test_an_alert_whose_labels_make_a_group_key_longer_than_a_name_is_paged_and_the_dispatcher_keeps_running(
+    settings, pd, dispatchers
+):
+    """The default route groups by every label: a container alert's label set passes 253 characters."""
+    prefix = settings.kafka.topic_prefix
+    task = (await dispatchers(_config(pd))).task
+    long_labels = {f"label_{i:03d}": f"value-{i:03d}-" + "x" * 40 for i in range(200)}
+    wide, short = alert("ContainerMemoryHigh", severity="critical", **long_labels), alert("After", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(wide.key, wide)])
+    await produce(settings, ALERTS.named(prefix), [(short.key, short)])
+    await pd.wait_for(lambda: len(pd.events) == 2, timeout=20)
+    assert [e["dedup_key"] for e in pd.events] == [wide.fingerprint, short.fingerprint]
+    assert pd.rejected == []
+    details = pd.events[0]["payload"]["custom_details"]
+    assert details["labels"] == wide.labels
+    assert len(details["group_key"]) == 253 and details["group_key"].startswith('{}:{alertname="ContainerMemoryHigh"')
+    assert not task.done(), "the dispatcher stopped"
+
+    await produce(settings, ALERTS.named(prefix), [(wide.key, resolved(wide))])
+    await pd.wait_for(lambda: len(pd.events) == 3, timeout=20)
+    assert (pd.events[2]["event_action"], pd.events[2]["dedup_key"]) == ("resolve", wide.fingerprint)
+    assert not task.done(), "the dispatcher stopped"
+
+
+def _commit_failures() -> float:
+    from prometheus_client import REGISTRY
+
+    return sum(
+        s.value for m in REGISTRY.collect() if m.name == "kubepulse_alerting_commit_failures" for s in m.samples
+        if s.name.endswith("_total")
+    )
+
+
+async def _kick_out_of_group(settings: Settings, group: str) -> int:
+    """Make the broker forget every member of ``group`` (a LeaveGroup on their behalf), as a session timeout would.
+
+    The members are still running and learn it at their next heartbeat or commit: the
+    generation they hold is gone, so a commit in between fails with CommitFailedError.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.protocol.group import LeaveGroupRequest
+
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        node = await admin.find_coordinator(group)
+        (described,) = await admin.describe_consumer_groups([group], group_coordinator_id=node)
+        members = [m[0] for g in described.groups for m in g[5]]
+        for member_id in members:
+            await admin._send_request_to_node(node, LeaveGroupRequest(group, member_id))  # noqa: SLF001 - no public call
+        return len(members)
+    finally:
+        await admin.close()
+
+
+async def test_a_commit_that_fails_after_a_rebalance_is_survived_and_nothing_is_paged_twice_or_lost(settings, pd, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    task = (await dispatchers(_config(pd))).task
+    before = _commit_failures()
+    sent = []
+    for attempt in range(5):  # the owner's heartbeat (every 3 s) may notice the kick before a commit does
+        assert await _kick_out_of_group(settings, f"{settings.kafka.consumer_group}.alerting") == 1
+        a = alert(f"AfterKick{attempt}", severity="critical")
+        sent.append(a)
+        await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+        await pd.wait_for(lambda: len(pd.events) == len(sent), timeout=30)
+        if _commit_failures() > before:
+            break
+    assert _commit_failures() > before, "no commit failed: the test did not provoke what it is about"
+    assert not task.done(), "the dispatcher stopped"
+    # The owner rejoins, reloads its groups and replays the uncommitted batch: nothing is paged again.
+    last = alert("AfterRejoin", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(last.key, last)])
+    await pd.wait_for(lambda: any(e["dedup_key"] == last.fingerprint for e in pd.events), timeout=30)
+    await produce(settings, ALERTS.named(prefix), [(sent[-1].key, resolved(sent[-1]))])
+    await pd.wait_for(lambda: any(e["event_action"] == "resolve" for e in pd.events), timeout=30)
+    assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [
+        *(("trigger", a.fingerprint) for a in [*sent, last]), ("resolve", sent[-1].fingerprint)
+    ]
+    assert pd.rejected == []
+    assert not task.done(), "the dispatcher stopped"
+
+
+OTHER_KEY = "kpfedcba9876543210fedcba98765432"
+
+
+async def test_after_a_routing_change_a_paged_alert_is_resolved_in_its_new_group_and_not_paged_again(settings, pd, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    stop = await dispatchers(_config(pd, group_by=["alertname"]))
+    a = alert("PodMemoryHigh", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    await stop()
+
+    # Restarted with another grouping: the stored group {alertname=...} is made by no route any more.
+    await dispatchers(_config(pd, group_by=["cluster", "namespace"]))
+    other = alert("Other", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(other.key, other), (a.key, resolved(a))])
+    await pd.wait_for(lambda: len(pd.events) == 3, timeout=20)
+    await asyncio.sleep(0.5)  # several group_intervals: a wrong re-page would have come
+    assert sorted((e["event_action"], e["dedup_key"]) for e in pd.events) == sorted([
+        ("trigger", a.fingerprint), ("trigger", other.fingerprint), ("resolve", a.fingerprint),
+    ])
+    assert pd.rejected == []
+
+
+async def test_after_a_routing_change_to_another_receiver_the_paged_one_still_gets_the_resolve(settings, pd, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    stop = await dispatchers(_config(pd))
+    a = alert("PodMemoryHigh", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    await stop()
+
+    config = _config(pd, receiver="oncall")
+    config["receivers"].append({**config["receivers"][0], "name": "oncall", "pagerduty_configs": [
+        {"routing_key": OTHER_KEY, "url": pd.url, "ca_file": str(pd.ca_file)}]})
+    await dispatchers(config)
+    # The new receiver hears of the firing alert once; the resolve then reaches both.
+    await pd.wait_for(lambda: len(pd.events) == 2, timeout=20)
+    await produce(settings, ALERTS.named(prefix), [(a.key, resolved(a))])
+    await pd.wait_for(lambda: len(pd.events) == 4, timeout=20)
+    await asyncio.sleep(0.5)
+    seen = [(e["routing_key"], e["event_action"], e["dedup_key"]) for e in pd.events]
+    assert seen[:2] == [(ROUTING_KEY, "trigger", a.fingerprint), (OTHER_KEY, "trigger", a.fingerprint)]
+    assert sorted(seen[2:]) == sorted([(ROUTING_KEY, "resolve", a.fingerprint), (OTHER_KEY, "resolve", a.fingerprint)])
+    assert pd.rejected == []
+
+
+async def test_a_silence_with_a_bad_matcher_is_dead_lettered_with_the_reason_whether_read_at_start_or_followed(
+    settings, pd, dispatchers
+):
+    from streams.alerting import new_silence
+    from streams.topics import SILENCES
+
+    prefix = settings.kafka.topic_prefix
+    await create_topics(settings, [SILENCES.named(prefix)])
+
+    def bad(matcher: str):
+        good = new_silence(['namespace="shop"'], duration_s=3600, created_by="ops")
+        return good.model_copy(update={"matchers": [matcher]})  # as a tool other than our CLI might write it
+
+    at_start, followed = bad('namespace~"shop"'), bad("severity")
+    await produce(settings, SILENCES.named(prefix), [(at_start.key, at_start)])
+    task = (await dispatchers(_config(pd))).task
+    await produce(settings, SILENCES.named(prefix), [(followed.key, followed)])
+    dead = [decode(DeadLetter, v) for _, v in await consume(settings, DEADLETTER.named(prefix), count=2, timeout=20)]
+    assert sorted((d.stage, d.key) for d in dead) == sorted([("silence", at_start.silence_id), ("silence", followed.silence_id)])
+    by_key = {d.key: d for d in dead}
+    assert "'namespace~\"shop\"' is not a matcher" in by_key[at_start.silence_id].reason
+    assert "'severity' is not a matcher" in by_key[followed.silence_id].reason
+    assert by_key[followed.silence_id].offset is not None
+    assert json.loads(by_key[at_start.silence_id].payload)["matchers"] == ['namespace~"shop"']
+    # It mutes nothing, and the dispatcher goes on.
+    a = alert(namespace="shop", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    assert not task.done()
+
+
+async def _topic_refusing_records_over(settings: Settings, name: str, max_bytes: int) -> None:
+    """Create ``name`` with a tiny ``max.message.bytes``: the broker refuses bigger records (a real write error)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"max.message.bytes": str(max_bytes)})])
+    finally:
+        await admin.close()
+
+
+async def test_a_kafka_error_after_one_integrations_2xx_does_not_resend_to_it_what_it_confirmed(settings, hook, dispatchers):
+    prefix = settings.kafka.topic_prefix
+    # The second integration is refused (400: wrong token), so its notification is dead-lettered,
+    # and the dead-letter topic refuses the record: a Kafka error after the first one's 200.
+    await _topic_refusing_records_over(settings, DEADLETTER.named(prefix), 200)
+    await dispatchers({
+        "route": {"receiver": "team", "group_by": ["..."], "group_wait": 0, "group_interval": 0.2, "repeat_interval": "4h"},
+        "receivers": [{"name": "team", "retry": {"initial_backoff": 0.01, "timeout": 15},
+                       "webhook_configs": [{"url": hook.hook_url}, {"url": f"{hook.url}/hook/wrong-token"}]}],
+    })
+    a = alert(severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+    # The failing integration is tried again at every tick (its dead letter was never written) ...
+    await hook.wait_for(lambda: len(hook.rejected) >= 4, timeout=30)
+    # ... and the one that answered 200 got the notification once.
+    assert [b["alerts"][0]["fingerprint"] for b in hook.bodies] == [a.fingerprint]

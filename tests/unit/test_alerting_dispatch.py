@@ -304,3 +304,72 @@ async def test_webhook_body_is_alertmanager_version_4(hook, make_dispatcher, max
     assert body["externalURL"] == "http://kubepulse.example"
     assert len(body["alerts"]) == expected and body["truncatedAlerts"] == 3 - expected
     assert body["alerts"][0]["endsAt"] == "0001-01-01T00:00:00Z"
+
+
+_WIDE = {f"label_{i:03d}": f"value-{i:03d}-" + "x" * 40 for i in range(200)}
+
+
+async def test_a_group_of_every_label_of_a_wide_alert_reaches_slack_and_the_webhook_with_a_bounded_group_key(
+    slack, hook, make_dispatcher
+):
+    d = make_dispatcher({
+        "route": {"receiver": "both", "group_by": ["..."], **FAST},
+        "receivers": [{"name": "both", "retry": FAST_RETRY, "slack_configs": [{"api_url": slack.webhook_url}],
+                       "webhook_configs": [{"url": hook.hook_url}]}],
+    })
+    wide = alert("ContainerMemoryHigh", container="app", **_WIDE)
+    await d.ingest([wide])
+    await slack.wait_for(lambda: len(slack.webhook_messages) == 1)
+    await hook.wait_for(lambda: len(hook.bodies) == 1)
+    assert slack.rejected == [] and hook.rejected == []
+    body = hook.bodies[0]
+    assert body["groupLabels"] == wide.labels  # the full label set is kept, only the key is bounded
+    assert len(body["groupKey"]) == 253 and body["groupKey"].startswith('{}:{alertname="ContainerMemoryHigh", cluster="eu-1"')
+    (state,) = [s for s in d.sink.states.values() if s is not None]
+    assert state.group_key == body["groupKey"] and state.group_labels == wide.labels
+
+
+async def test_an_alert_that_cannot_be_grouped_is_dead_lettered_and_the_rest_of_its_batch_is_dispatched(
+    pd, make_dispatcher, monkeypatch
+):
+    d = make_dispatcher(pd_config(pd))
+    match = d._router.match
+
+    def broken_for_one(labels):
+        if labels["alertname"] == "Broken":
+            raise RuntimeError("a route that cannot take this label set")
+        return match(labels)
+
+    monkeypatch.setattr(d._router, "match", broken_for_one)
+    bad, good = alert("Broken", severity="critical"), alert("Fine", severity="critical")
+    assert await d.ingest([bad, good]) == 1
+    await pd.wait_for(lambda: len(pd.events) == 1)
+    assert pd.events[0]["dedup_key"] == good.fingerprint
+    (dead,) = d.sink.dead_letters
+    assert (dead.stage, dead.key, dead.error_type) == ("dispatch", bad.fingerprint, "RuntimeError")
+    assert "a route that cannot take this label set" in dead.reason
+    assert json.loads(dead.payload)["fingerprint"] == bad.fingerprint
+    assert sorted(d.groups) == [m.group_key for m in match(good.labels)]
+
+
+async def test_a_draining_group_of_a_former_route_is_removed_from_the_state_once_its_resolves_are_sent(pd, make_dispatcher):
+    first = make_dispatcher(pd_config(pd))
+    a = alert("PodMemoryHigh", severity="critical")
+    await first.ingest([a])
+    await pd.wait_for(lambda: len(pd.events) == 1)
+    await first.wait_idle()
+    (old_key,) = [k for k, v in first.sink.states.items() if v is not None]
+    stored = [v for v in first.sink.states.values() if v is not None]
+
+    config = pd_config(pd, receiver="oncall")
+    config["receivers"].append({**config["receivers"][0], "name": "oncall"})
+    second = make_dispatcher(config)
+    await second.load(stored)
+    assert second.sink.states[old_key] is not None  # kept, to resolve what "pager" was paged for
+    await pd.wait_for(lambda: len(pd.events) == 2)  # "oncall" hears of the alert
+    await second.ingest([resolved(a)])
+    await pd.wait_for(lambda: len(pd.events) == 4)
+    await second.wait_idle()
+    assert [e["event_action"] for e in pd.events] == ["trigger", "trigger", "resolve", "resolve"]
+    assert second.sink.states[old_key] is None
+    assert second.groups == {}
