@@ -70,6 +70,7 @@ from models.records import AlertGroupState, AlertTransition, DeadLetter, GroupDe
 from models.settings import Settings
 from streams.alerting._delivery import Outcome, Redactor, TokenBucket, deliver
 from streams.alerting._message import AlertMessage, pod_key
+from streams.alerting._metrics import DispatcherHealth
 from streams.alerting.config import AlertingConfig, Receiver
 from streams.alerting.notifiers import Notifier, build_notifiers
 from streams.alerting.notifiers.kafka import Send
@@ -130,8 +131,6 @@ class _Group:
     delivered: dict[str, GroupDelivery]
     task: asyncio.Task[None] | None = None
     removed: bool = False
-    unsaved: bool = False
-    """A delivery is recorded in memory but its state write failed: the next tick writes it again."""
     draining: bool = False
     """No route makes this group any more: it keeps the alerts its receiver was paged for, only to resolve them."""
     reported_muted: set[str] = field(default_factory=set)
@@ -171,6 +170,7 @@ class Dispatcher:
         clock: Clock | None = None,
         events_per_pod: int = 10,
         max_pods: int = 10_000,
+        health: DispatcherHealth | None = None,
     ) -> None:
         self.config = config
         self._settings = settings
@@ -188,6 +188,9 @@ class Dispatcher:
         self._alerts_topic = ALERTS.named(settings.kafka.topic_prefix)
         self._groups_topic = ALERT_GROUPS.named(settings.kafka.topic_prefix)
         self._draining: set[str] = set()
+        self._unsaved: dict[str, _Group] = {}
+        """Groups changed in memory whose state write has not been confirmed yet: the next write retries them."""
+        self.health = health or DispatcherHealth()
         secrets = config.secrets()
         for s in (settings.alerting.pagerduty_routing_key, settings.alerting.slack_webhook_url,
                   settings.alerting.slack_token, settings.alerting.smtp_password):
@@ -356,7 +359,8 @@ class Dispatcher:
     ) -> int:
         """Apply a batch of transitions, persist the changed groups, then ``commit``; returns how many were new."""
         async with self._lock:
-            changed: dict[str, _Group] = {}
+            # Groups of an earlier batch whose state write failed are written with this one.
+            changed: dict[str, _Group] = dict(self._unsaved)
             new = 0
             for t in transitions:
                 try:
@@ -369,13 +373,16 @@ class Dispatcher:
                 for g in groups:
                     changed[g.key] = g
                     new += 1
+            self._unsaved.update(changed)
             for g in changed.values():
                 await self._persist(g)
             await self._sink.flush()
+            for key in changed:
+                self._unsaved.pop(key, None)
             if commit is not None:
                 await commit()
         for g in changed.values():
-            if g.task is None:
+            if g.task is None and not g.removed:
                 self._arm(g, g.match.group_wait * self._scale)
         return new
 
@@ -518,11 +525,11 @@ class Dispatcher:
         results = await asyncio.gather(*(run(job) for job in jobs), return_exceptions=True)
         async with self._lock:
             collected = self._collect(g, receiver)
-            if jobs or collected or g.unsaved:
-                g.unsaved = True
+            if jobs or collected or g.key in self._unsaved:
+                self._unsaved[g.key] = g
                 await self._persist(g)
                 await self._sink.flush()
-                g.unsaved = False
+                self._unsaved.pop(g.key, None)
         for r in results:
             if isinstance(r, BaseException):
                 raise r  # the timer logs it and retries what was not recorded at the next tick
@@ -647,6 +654,7 @@ class Dispatcher:
             job.notifier, message, policy=receiver.retry, record=record, redact=self.redact,
             bucket=self._buckets.get(receiver.name), time_scale=self._scale,
         )
+        self.health.delivery(receiver.name, job.iid, delivered=outcome.delivered)
         if not outcome.delivered:
             log.error(
                 "NOTIFICATION LOST TO RETRIES: %s to receiver %s (%s) for group %s failed after %d attempt(s): %s; "
@@ -732,6 +740,7 @@ class Dispatcher:
             log.warning("deliveries still in flight after %.0f s; the next owner may resend them", drain_timeout)
         self._groups.clear()
         self._draining.clear()
+        self._unsaved.clear()
 
     async def close(self) -> None:
         await self.suspend()
