@@ -171,12 +171,7 @@ async def test_an_alert_whose_labels_make_a_group_key_longer_than_a_name_is_page
 
 
 def _commit_failures() -> float:
-    from prometheus_client import REGISTRY
-
-    return sum(
-        s.value for m in REGISTRY.collect() if m.name == "kubepulse_alerting_commit_failures" for s in m.samples
-        if s.name.endswith("_total")
-    )
+    return _metric("kubepulse_alerting_commit_failures_total", error="CommitFailedError")
 
 
 async def _kick_out_of_group(settings: Settings, group: str) -> int:
