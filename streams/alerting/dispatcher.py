@@ -66,12 +66,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from models.codec import encode
 from models.records import AlertGroupState, AlertTransition, DeadLetter, GroupDelivery, KubeEvent, Notification, Silence
 from models.settings import Settings
 from streams.alerting._delivery import Outcome, Redactor, TokenBucket, deliver
 from streams.alerting._message import AlertMessage, pod_key
 from streams.alerting._metrics import DispatcherHealth
 from streams.alerting.config import AlertingConfig, Receiver
+from streams.alerting.errors import StateTooLargeError
 from streams.alerting.notifiers import Notifier, build_notifiers
 from streams.alerting.notifiers.kafka import Send
 from streams.alerting.router import Inhibitor, RouteMatch, Router
@@ -83,6 +85,10 @@ __all__ = ["Dispatcher", "Sink", "MemorySink", "state_key"]
 log = logging.getLogger("kubepulse.alerting")
 
 Clock = Callable[[], datetime]
+
+MAX_STATE_BYTES = 900 * 1024
+"""Largest group state record (DESIGN: no record over 900 KiB, on a broker with stock message.max.bytes 1 MiB).
+A larger one would be refused by the broker at every retry: the alert that would make it is dead-lettered."""
 
 
 def state_key(receiver: str, group_key: str) -> str:
@@ -362,17 +368,20 @@ class Dispatcher:
             # Groups of an earlier batch whose state write failed are written with this one.
             changed: dict[str, _Group] = dict(self._unsaved)
             new = 0
+            applied: list[tuple[AlertTransition, list[_Group], Callable[[], None]]] = []
             for t in transitions:
                 try:
-                    groups = self._apply(t)
+                    groups, undo = self._apply(t)
                 except Exception as exc:
                     # One alert that cannot be grouped must not take the dispatcher, and with
                     # it every other alert, down: it is dead-lettered with the reason instead.
                     await self._reject(t, exc)
                     continue
+                applied.append((t, groups, undo))
                 for g in groups:
                     changed[g.key] = g
                     new += 1
+            new -= await self._refuse_oversized(changed, applied)
             self._unsaved.update(changed)
             for g in changed.values():
                 await self._persist(g)
@@ -386,8 +395,38 @@ class Dispatcher:
                 self._arm(g, g.match.group_wait * self._scale)
         return new
 
-    def _apply(self, t: AlertTransition) -> list[_Group]:
-        """Put ``t`` into each of its groups; all or nothing (a failure leaves the groups as they were)."""
+    async def _refuse_oversized(
+        self, changed: dict[str, _Group], applied: list[tuple[AlertTransition, list[_Group], Callable[[], None]]]
+    ) -> int:
+        """Undo and dead-letter this batch's newest transitions of any group whose state would pass the bound.
+
+        Such a state could never be written (the broker refuses it at every
+        retry, and the dispatcher would end), so the alert that makes it too
+        large is the bad record. Returns how many group changes were undone.
+        """
+        undone = 0
+        for key, g in list(changed.items()):
+            while not g.removed and len(encode(self._state(g))) > MAX_STATE_BYTES:
+                i = next((i for i in range(len(applied) - 1, -1, -1) if any(x is g for x in applied[i][1])), None)
+                if i is None:
+                    log.error("alert group %s is over %d bytes from earlier batches", key, MAX_STATE_BYTES)
+                    break
+                t, groups, undo = applied.pop(i)
+                undo()
+                undone += len(groups)
+                await self._reject(t, StateTooLargeError(
+                    f"adding alert {t.fingerprint} would make the state of alert group {g.match.group_key!r} "
+                    f"larger than {MAX_STATE_BYTES} bytes; route its alerts with more group_by labels"))
+            for other in [*changed]:
+                if self._groups.get(other) is not changed[other] and not changed[other].removed:
+                    del changed[other]  # created by an undone transition only: nothing to write
+        return undone
+
+    def _apply(self, t: AlertTransition) -> tuple[list[_Group], Callable[[], None]]:
+        """Put ``t`` into each of its groups; all or nothing (a failure leaves the groups as they were).
+
+        Returns the groups changed and a function that undoes the change.
+        """
         out: list[_Group] = []
         undo: list[Callable[[], None]] = []
         try:
@@ -419,7 +458,12 @@ class Dispatcher:
             for step in reversed(undo):
                 step()
             raise
-        return out
+
+        def undo_all() -> None:
+            for step in reversed(undo):
+                step()
+
+        return out, undo_all
 
     @staticmethod
     def _restore(g: _Group, fingerprint: str, previous: AlertTransition | None) -> None:

@@ -426,3 +426,26 @@ async def test_a_receiver_that_keeps_failing_makes_the_dispatcher_not_ready_unti
     await _until(health.ready, timeout=20)
     assert pd.events[0]["dedup_key"] == second.fingerprint
     assert _metric("kubepulse_alerting_receiver_failing", **labels) == 0
+
+
+async def test_an_alert_that_would_make_its_group_state_too_large_for_kafka_is_dead_lettered_and_the_rest_paged(
+    settings, pd, dispatchers
+):
+    prefix = settings.kafka.topic_prefix
+    task = (await dispatchers(_config(pd, group_by=["alertname"]))).task
+    big = "x" * 120_000  # 7 such alerts fit in one group state of 900 KiB, 8 do not
+    wide = [alert("Verbose", severity="critical", pod=f"p-{i}") for i in range(9)]
+    for a in wide:
+        a.annotations["description"] = big
+    await produce(settings, ALERTS.named(prefix), [(a.key, a) for a in wide])
+    dead = [decode(DeadLetter, v) for _, v in await consume(settings, DEADLETTER.named(prefix), count=2, timeout=30)]
+    assert [(d.stage, d.error_type) for d in dead] == [("dispatch", "StateTooLargeError")] * 2
+    assert "larger than 921600 bytes" in dead[0].reason and json.loads(dead[0].payload)["annotations"]["description"] == big
+    await pd.wait_for(lambda: len(pd.events) == 7, timeout=30)
+    # Which two are refused depends on the partitions' order; each alert is either paged or dead-lettered.
+    paged = {e["dedup_key"] for e in pd.events}
+    assert len(paged) == 7 and paged | {d.key for d in dead} == {a.fingerprint for a in wide}
+    other = alert("Other", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(other.key, other)])
+    await pd.wait_for(lambda: len(pd.events) == 8, timeout=30)
+    assert pd.events[-1]["dedup_key"] == other.fingerprint and not task.done()
