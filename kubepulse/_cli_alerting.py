@@ -146,14 +146,23 @@ def run(config: ConfigOpt = None) -> None:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
 
+    from kubepulse._health import start_health_server
+    from streams.alerting._metrics import DispatcherHealth
+
+    health = DispatcherHealth()
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_dispatcher(settings, config=cfg, stop=stop)  # type: ignore[arg-type]
+        await run_dispatcher(settings, config=cfg, stop=stop, health=health)  # type: ignore[arg-type]
 
-    asyncio.run(main())
+    # /readyz is false while Kafka writes fail or a receiver's last notification ran out of retries;
+    # /metrics has the kubepulse_alerting_* counters. A write failure that lasts past
+    # streams.write_failure_timeout_s ends the process non-zero (the orchestrator restarts it).
+    with start_health_server(settings, ready=health.ready):  # type: ignore[arg-type]
+        asyncio.run(main())
 
 
 def register(app: typer.Typer) -> None:

@@ -66,11 +66,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from models.codec import encode
 from models.records import AlertGroupState, AlertTransition, DeadLetter, GroupDelivery, KubeEvent, Notification, Silence
 from models.settings import Settings
 from streams.alerting._delivery import Outcome, Redactor, TokenBucket, deliver
 from streams.alerting._message import AlertMessage, pod_key
+from streams.alerting._metrics import DispatcherHealth
 from streams.alerting.config import AlertingConfig, Receiver
+from streams.alerting.errors import StateTooLargeError
 from streams.alerting.notifiers import Notifier, build_notifiers
 from streams.alerting.notifiers.kafka import Send
 from streams.alerting.router import Inhibitor, RouteMatch, Router
@@ -82,6 +85,10 @@ __all__ = ["Dispatcher", "Sink", "MemorySink", "state_key"]
 log = logging.getLogger("kubepulse.alerting")
 
 Clock = Callable[[], datetime]
+
+MAX_STATE_BYTES = 900 * 1024
+"""Largest group state record (DESIGN: no record over 900 KiB, on a broker with stock message.max.bytes 1 MiB).
+A larger one would be refused by the broker at every retry: the alert that would make it is dead-lettered."""
 
 
 def state_key(receiver: str, group_key: str) -> str:
@@ -130,8 +137,6 @@ class _Group:
     delivered: dict[str, GroupDelivery]
     task: asyncio.Task[None] | None = None
     removed: bool = False
-    unsaved: bool = False
-    """A delivery is recorded in memory but its state write failed: the next tick writes it again."""
     draining: bool = False
     """No route makes this group any more: it keeps the alerts its receiver was paged for, only to resolve them."""
     reported_muted: set[str] = field(default_factory=set)
@@ -171,6 +176,7 @@ class Dispatcher:
         clock: Clock | None = None,
         events_per_pod: int = 10,
         max_pods: int = 10_000,
+        health: DispatcherHealth | None = None,
     ) -> None:
         self.config = config
         self._settings = settings
@@ -188,6 +194,9 @@ class Dispatcher:
         self._alerts_topic = ALERTS.named(settings.kafka.topic_prefix)
         self._groups_topic = ALERT_GROUPS.named(settings.kafka.topic_prefix)
         self._draining: set[str] = set()
+        self._unsaved: dict[str, _Group] = {}
+        """Groups changed in memory whose state write has not been confirmed yet: the next write retries them."""
+        self.health = health or DispatcherHealth()
         secrets = config.secrets()
         for s in (settings.alerting.pagerduty_routing_key, settings.alerting.slack_webhook_url,
                   settings.alerting.slack_token, settings.alerting.smtp_password):
@@ -356,31 +365,68 @@ class Dispatcher:
     ) -> int:
         """Apply a batch of transitions, persist the changed groups, then ``commit``; returns how many were new."""
         async with self._lock:
-            changed: dict[str, _Group] = {}
+            # Groups of an earlier batch whose state write failed are written with this one.
+            changed: dict[str, _Group] = dict(self._unsaved)
             new = 0
+            applied: list[tuple[AlertTransition, list[_Group], Callable[[], None]]] = []
             for t in transitions:
                 try:
-                    groups = self._apply(t)
+                    groups, undo = self._apply(t)
                 except Exception as exc:
                     # One alert that cannot be grouped must not take the dispatcher, and with
                     # it every other alert, down: it is dead-lettered with the reason instead.
                     await self._reject(t, exc)
                     continue
+                applied.append((t, groups, undo))
                 for g in groups:
                     changed[g.key] = g
                     new += 1
+            new -= await self._refuse_oversized(changed, applied)
+            self._unsaved.update(changed)
             for g in changed.values():
                 await self._persist(g)
             await self._sink.flush()
+            for key in changed:
+                self._unsaved.pop(key, None)
             if commit is not None:
                 await commit()
         for g in changed.values():
-            if g.task is None:
+            if g.task is None and not g.removed:
                 self._arm(g, g.match.group_wait * self._scale)
         return new
 
-    def _apply(self, t: AlertTransition) -> list[_Group]:
-        """Put ``t`` into each of its groups; all or nothing (a failure leaves the groups as they were)."""
+    async def _refuse_oversized(
+        self, changed: dict[str, _Group], applied: list[tuple[AlertTransition, list[_Group], Callable[[], None]]]
+    ) -> int:
+        """Undo and dead-letter this batch's newest transitions of any group whose state would pass the bound.
+
+        Such a state could never be written (the broker refuses it at every
+        retry, and the dispatcher would end), so the alert that makes it too
+        large is the bad record. Returns how many group changes were undone.
+        """
+        undone = 0
+        for key, g in list(changed.items()):
+            while not g.removed and len(encode(self._state(g))) > MAX_STATE_BYTES:
+                i = next((i for i in range(len(applied) - 1, -1, -1) if any(x is g for x in applied[i][1])), None)
+                if i is None:
+                    log.error("alert group %s is over %d bytes from earlier batches", key, MAX_STATE_BYTES)
+                    break
+                t, groups, undo = applied.pop(i)
+                undo()
+                undone += len(groups)
+                await self._reject(t, StateTooLargeError(
+                    f"adding alert {t.fingerprint} would make the state of alert group {g.match.group_key!r} "
+                    f"larger than {MAX_STATE_BYTES} bytes; route its alerts with more group_by labels"))
+            for other in [*changed]:
+                if self._groups.get(other) is not changed[other] and not changed[other].removed:
+                    del changed[other]  # created by an undone transition only: nothing to write
+        return undone
+
+    def _apply(self, t: AlertTransition) -> tuple[list[_Group], Callable[[], None]]:
+        """Put ``t`` into each of its groups; all or nothing (a failure leaves the groups as they were).
+
+        Returns the groups changed and a function that undoes the change.
+        """
         out: list[_Group] = []
         undo: list[Callable[[], None]] = []
         try:
@@ -412,7 +458,12 @@ class Dispatcher:
             for step in reversed(undo):
                 step()
             raise
-        return out
+
+        def undo_all() -> None:
+            for step in reversed(undo):
+                step()
+
+        return out, undo_all
 
     @staticmethod
     def _restore(g: _Group, fingerprint: str, previous: AlertTransition | None) -> None:
@@ -518,11 +569,11 @@ class Dispatcher:
         results = await asyncio.gather(*(run(job) for job in jobs), return_exceptions=True)
         async with self._lock:
             collected = self._collect(g, receiver)
-            if jobs or collected or g.unsaved:
-                g.unsaved = True
+            if jobs or collected or g.key in self._unsaved:
+                self._unsaved[g.key] = g
                 await self._persist(g)
                 await self._sink.flush()
-                g.unsaved = False
+                self._unsaved.pop(g.key, None)
         for r in results:
             if isinstance(r, BaseException):
                 raise r  # the timer logs it and retries what was not recorded at the next tick
@@ -647,6 +698,7 @@ class Dispatcher:
             job.notifier, message, policy=receiver.retry, record=record, redact=self.redact,
             bucket=self._buckets.get(receiver.name), time_scale=self._scale,
         )
+        self.health.delivery(receiver.name, job.iid, delivered=outcome.delivered)
         if not outcome.delivered:
             log.error(
                 "NOTIFICATION LOST TO RETRIES: %s to receiver %s (%s) for group %s failed after %d attempt(s): %s; "
@@ -732,6 +784,7 @@ class Dispatcher:
             log.warning("deliveries still in flight after %.0f s; the next owner may resend them", drain_timeout)
         self._groups.clear()
         self._draining.clear()
+        self._unsaved.clear()
 
     async def close(self) -> None:
         await self.suspend()

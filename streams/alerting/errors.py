@@ -4,12 +4,13 @@
     ├── AlertingConfigError   the alerting YAML cannot work; the message names the place and the fix
     ├── MatcherError          a matcher string that is not ``name="v"`` / ``!=`` / ``=~`` / ``!~``
     ├── SilenceError          a silence that cannot be added or expired (unknown id, bad time range)
-    └── NotifyError           one delivery attempt failed; ``retryable`` and ``retry_after`` drive the retry loop
+    ├── NotifyError           one delivery attempt failed; ``retryable`` and ``retry_after`` drive the retry loop
+    └── StateTooLargeError    an alert would make its group's state record larger than a Kafka record may be
 """
 
 from __future__ import annotations
 
-__all__ = ["AlertingError", "AlertingConfigError", "MatcherError", "SilenceError", "NotifyError"]
+__all__ = ["AlertingError", "AlertingConfigError", "MatcherError", "SilenceError", "NotifyError", "StateTooLargeError"]
 
 
 class AlertingError(Exception):
@@ -47,3 +48,7 @@ class NotifyError(AlertingError):
         self.retryable = retryable
         self.http_status = http_status
         self.retry_after = retry_after
+
+
+class StateTooLargeError(AlertingError):
+    """Adding an alert would make its group's state record exceed the dispatcher's bound (the alert is dead-lettered)."""

@@ -26,7 +26,7 @@ from models.records import AlertGroupState, AlertTransition, DeadLetter, KubeEve
 from models.settings import Settings
 from streams._metrics import DEAD_LETTERS
 from streams.alerting._kafka import assign_all, ensure_topics, read_to_end
-from streams.alerting._metrics import COMMIT_FAILURES
+from streams.alerting._metrics import COMMIT_FAILURES, DispatcherHealth
 from streams.alerting.config import AlertingConfig, load_config
 from streams.alerting.dispatcher import Dispatcher
 from streams.alerting.errors import MatcherError
@@ -41,35 +41,52 @@ _EVENTS_LOOKBACK = timedelta(minutes=15)
 
 
 class KafkaSink:
-    """The dispatcher's output on Kafka: one idempotent producer, acks=all."""
+    """The dispatcher's output on Kafka: one idempotent producer, acks=all; failed writes are counted and raise."""
 
-    def __init__(self, producer: AIOKafkaProducer, settings: Settings) -> None:
+    def __init__(self, producer: AIOKafkaProducer, settings: Settings, *, health: DispatcherHealth) -> None:
         self._p = producer
+        self._health = health
         prefix = settings.kafka.topic_prefix
         self._notifications = NOTIFICATIONS.named(prefix)
         self._deadletter = DEADLETTER.named(prefix)
         self._groups = ALERT_GROUPS.named(prefix)
         self._pending: list[asyncio.Future[Any]] = []
 
+    async def _queue(self, topic: str, value: bytes | None, key: bytes) -> None:
+        try:
+            self._pending.append(await self._p.send(topic, value, key=key))
+        except Exception as exc:
+            self._health.write_failed(exc)
+            raise
+
     async def notification(self, record: Notification) -> None:
-        self._pending.append(await self._p.send(self._notifications, encode(record), key=record.key.encode()))
+        await self._queue(self._notifications, encode(record), record.key.encode())
 
     async def dead_letter(self, record: DeadLetter) -> None:
         # A lost page is the worst outcome: wait for this one's acknowledgement now.
-        await self._p.send_and_wait(self._deadletter, encode(record), key=record.source_topic.encode())
+        await self.send(self._deadletter, record.source_topic.encode(), encode(record))
         DEAD_LETTERS.labels(stage=record.stage).inc()
 
     async def group_state(self, key: str, state: AlertGroupState | None) -> None:
-        value = encode(state) if state is not None else None
-        self._pending.append(await self._p.send(self._groups, value, key=key.encode()))
+        await self._queue(self._groups, encode(state) if state is not None else None, key.encode())
 
     async def flush(self) -> None:
+        """Wait for every queued write; the first failure is raised once all have settled (none is left unobserved)."""
         pending, self._pending = self._pending, []
-        if pending:
-            await asyncio.gather(*pending)
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for exc in errors:
+            self._health.write_failed(exc)
+        if errors:
+            raise errors[0]
+        self._health.write_ok()
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        await self._p.send_and_wait(topic, value, key=key)
+        try:
+            await self._p.send_and_wait(topic, value, key=key)
+        except Exception as exc:
+            self._health.write_failed(exc)
+            raise
 
 
 def _oldest_member_assignor(started: float) -> type[AbstractPartitionAssignor]:
@@ -160,12 +177,13 @@ class _Takeover(ConsumerRebalanceListener):
         log.info("alert dispatcher took over %d partition(s) with %d alert group(s)", len(assigned), len(latest))
 
 
-async def _follow(consumer: AIOKafkaConsumer, handle: Any, stop: asyncio.Event) -> None:
+async def _follow(consumer: AIOKafkaConsumer, handle: Any, stop: asyncio.Event, *, settings: Settings, health: DispatcherHealth) -> None:
     while not stop.is_set():
         batch = await consumer.getmany(timeout_ms=200)
         for msgs in batch.values():
             for m in msgs:
-                await handle(m)
+                # A silence's dead letter that cannot be written is retried, not skipped.
+                await _retrying_writes(settings, health, stop, lambda m=m: handle(m))
 
 
 async def run_dispatcher(
@@ -175,11 +193,16 @@ async def run_dispatcher(
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
     time_scale: float = 1.0,
+    health: DispatcherHealth | None = None,
 ) -> None:
     """Consume alerts and notify until ``stop`` is set (or the task is cancelled).
 
     ``ready`` is set once silences are loaded and the alerts consumer has
-    joined its group (tests and the benchmark wait for it).
+    joined its group (tests and the benchmark wait for it); ``health`` is
+    what /readyz asks. A batch whose writes fail is retried with backoff,
+    its offsets uncommitted, for ``streams.write_failure_timeout_s``; then
+    the dispatcher raises (the process exits non-zero, its orchestrator
+    restarts it).
     """
     config = config or load_config(settings)
     stop = stop or asyncio.Event()
@@ -187,8 +210,9 @@ async def run_dispatcher(
     await ensure_topics(settings, [ALERTS, EVENTS, NOTIFICATIONS, DEADLETTER, SILENCES, ALERT_GROUPS])
     producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=0)
     await producer.start()
-    sink = KafkaSink(producer, settings)
-    dispatcher = Dispatcher(config, settings=settings, sink=sink, time_scale=time_scale)
+    health = health or DispatcherHealth()
+    sink = KafkaSink(producer, settings, health=health)
+    dispatcher = Dispatcher(config, settings=settings, sink=sink, time_scale=time_scale, health=health)
     kw = settings.kafka.aiokafka_kwargs()
     side = AIOKafkaConsumer(**kw, enable_auto_commit=False, group_id=None)
     alerts = AIOKafkaConsumer(
@@ -230,7 +254,7 @@ async def run_dispatcher(
                 except RecordError:
                     pass  # the events pipeline dead-letters bad events; here they are only context
 
-        tasks.append(asyncio.create_task(_follow(side, on_side, stop), name="alerting-side-topics"))
+        tasks.append(asyncio.create_task(_follow(side, on_side, stop, settings=settings, health=health), name="alerting-side-topics"))
 
         listener = _Takeover(dispatcher, settings)
         await alerts.start()
@@ -239,19 +263,22 @@ async def run_dispatcher(
         while not stop.is_set():
             # The group is joined inside getmany; ready means "owns the alerts
             # partitions" (or, for a standby, has waited long enough to be one).
-            if ready is not None and not ready.is_set() and (listener.owned or time.monotonic() > ready_by):
-                ready.set()
+            if not health.running and (listener.owned or time.monotonic() > ready_by):
+                health.started()
+                if ready is not None:
+                    ready.set()
             batch = await alerts.getmany(timeout_ms=200)
             if not batch:
                 continue
             await listener.settled.wait()
             transitions = []
+            undecodable = []
             for tp, msgs in batch.items():
                 for m in msgs:
                     try:
                         transitions.append(decode(AlertTransition, m.value))
                     except RecordError as exc:
-                        await sink.dead_letter(
+                        undecodable.append(
                             DeadLetter(
                                 source_topic=tp.topic, partition=tp.partition, offset=m.offset,
                                 key=m.key.decode(errors="replace") if m.key else None,
@@ -276,8 +303,9 @@ async def run_dispatcher(
                     log.warning("alert dispatcher: committing the alerts offsets failed (%s: %s); the batch will be "
                                 "replayed and dropped as known", type(exc).__name__, exc)
 
-            await dispatcher.ingest(transitions, commit=commit)
+            await _retrying_writes(settings, health, stop, lambda: _handle(sink, dispatcher, undecodable, transitions, commit))
     finally:
+        health.stopped()
         stop.set()
         for t in tasks:
             t.cancel()
@@ -292,6 +320,44 @@ async def run_dispatcher(
             await sink.flush()
         finally:
             await producer.stop()
+
+
+async def _handle(
+    sink: KafkaSink, dispatcher: Dispatcher, undecodable: list[DeadLetter], transitions: list[AlertTransition], commit: Any
+) -> None:
+    while undecodable:
+        await sink.dead_letter(undecodable[0])
+        undecodable.pop(0)  # written: a retry of the batch does not write it again
+    await dispatcher.ingest(transitions, commit=commit)
+
+
+async def _retrying_writes(settings: Settings, health: DispatcherHealth, stop: asyncio.Event, attempt: Any) -> None:
+    """Run ``attempt`` until its Kafka writes are confirmed: backoff up to 5 s, give up after the write failure timeout.
+
+    Meanwhile the batch's offsets stay uncommitted and /readyz is false
+    (the sink marks the health); ``ingest`` keeps the groups it could not
+    write and writes them again, and the sequence check makes the retried
+    transitions harmless.
+    """
+    delay = 0.1
+    first_failure: float | None = None
+    while True:
+        try:
+            await attempt()
+            return
+        except KafkaError as exc:
+            first_failure = first_failure or time.monotonic()
+            failing_for = time.monotonic() - min(first_failure, health.writes_failing_since or first_failure)
+            if failing_for > settings.streams.write_failure_timeout_s:
+                log.critical("alert dispatcher: Kafka writes failed for %.0f s, giving up: %s: %s",
+                             failing_for, type(exc).__name__, exc)
+                raise
+            log.warning("alert dispatcher: a Kafka write failed (%s: %s), retrying the batch in %.1f s",
+                        type(exc).__name__, exc, delay)
+        if stop.is_set():
+            return  # stopping: the uncommitted batch is the next owner's
+        await asyncio.sleep(delay)
+        delay = min(5.0, delay * 2)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

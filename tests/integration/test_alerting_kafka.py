@@ -17,6 +17,7 @@ from models.records import DeadLetter, Notification
 from models.settings import Settings
 from streams.alerting import config_from_dict, list_silences, run_dispatcher
 from streams.topics import ALERTS, DEADLETTER, NOTIFICATIONS
+from tests.fakes import Scripted
 from tests.fakes.alerts import alert, resolved
 from tests.fakes.fixtures import ROUTING_KEY, hook, pd, tls_ca  # noqa: F401 - fixtures
 from tests.fakes.pagerduty import FakePagerDuty
@@ -44,10 +45,10 @@ async def dispatchers(stack: dict[str, str], settings: Settings) -> AsyncIterato
     await create_topics(settings, [ALERTS.named(settings.kafka.topic_prefix)])
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(config: dict[str, Any]) -> Callable[[], Any]:
+    async def start(config: dict[str, Any], **kw: Any) -> Callable[[], Any]:
         stop, ready = asyncio.Event(), asyncio.Event()
         cfg = config_from_dict(config, settings=settings, environ={})
-        task = asyncio.create_task(run_dispatcher(settings, config=cfg, stop=stop, ready=ready))
+        task = asyncio.create_task(run_dispatcher(settings, config=cfg, stop=stop, ready=ready, **kw))
         running.append((stop, task))
         done, _ = await asyncio.wait([task, asyncio.create_task(ready.wait())], timeout=30, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
@@ -170,12 +171,7 @@ async def test_an_alert_whose_labels_make_a_group_key_longer_than_a_name_is_page
 
 
 def _commit_failures() -> float:
-    from prometheus_client import REGISTRY
-
-    return sum(
-        s.value for m in REGISTRY.collect() if m.name == "kubepulse_alerting_commit_failures" for s in m.samples
-        if s.name.endswith("_total")
-    )
+    return _metric("kubepulse_alerting_commit_failures_total", error="CommitFailedError")
 
 
 async def _kick_out_of_group(settings: Settings, group: str) -> int:
@@ -305,16 +301,56 @@ async def test_a_silence_with_a_bad_matcher_is_dead_lettered_with_the_reason_whe
     assert not task.done()
 
 
-async def _topic_refusing_records_over(settings: Settings, name: str, max_bytes: int) -> None:
+async def _topic_refusing_records_over(settings: Settings, name: str, max_bytes: int, **configs: str) -> None:
     """Create ``name`` with a tiny ``max.message.bytes``: the broker refuses bigger records (a real write error)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"max.message.bytes": str(max_bytes)})])
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"max.message.bytes": str(max_bytes), **configs})])
     finally:
         await admin.close()
+
+
+async def _set_topic_configs(settings: Settings, name: str, **configs: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=configs)])
+    finally:
+        await admin.close()
+
+
+async def _committed(settings: Settings, group: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return sum(o.offset for o in offsets.values() if o.offset > 0)
+    finally:
+        await admin.close()
+
+
+async def _until(predicate: Callable[[], bool], *, timeout: float) -> None:
+    """Poll ``predicate`` (state of this process, which no fake server request announces)."""
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def _metric(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(name, labels)
+    return value or 0.0
 
 
 async def test_a_kafka_error_after_one_integrations_2xx_does_not_resend_to_it_what_it_confirmed(settings, hook, dispatchers):
@@ -333,3 +369,83 @@ async def test_a_kafka_error_after_one_integrations_2xx_does_not_resend_to_it_wh
     await hook.wait_for(lambda: len(hook.rejected) >= 4, timeout=30)
     # ... and the one that answered 200 got the notification once.
     assert [b["alerts"][0]["fingerprint"] for b in hook.bodies] == [a.fingerprint]
+
+
+async def test_while_the_state_topic_refuses_writes_the_dispatcher_is_not_ready_commits_nothing_and_recovers(
+    settings, pd, dispatchers
+):
+    from streams.alerting._metrics import DispatcherHealth
+    from streams.topics import ALERT_GROUPS
+
+    prefix = settings.kafka.topic_prefix
+    groups_topic, group = ALERT_GROUPS.named(prefix), f"{settings.kafka.consumer_group}.alerting"
+    await _topic_refusing_records_over(settings, groups_topic, 200, **{"cleanup.policy": "compact"})
+    health = DispatcherHealth()
+    task = (await dispatchers(_config(pd), health=health)).task
+    assert health.ready()
+    before = _metric("kubepulse_alerting_write_failures_total", error="MessageSizeTooLargeError")
+    a = alert(severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(a.key, a)])
+    await _until(lambda: health.writes_failing_since is not None, timeout=20)
+    assert not health.ready() and "Kafka writes failing" in (health.reason() or "")
+    assert _metric("kubepulse_alerting_writes_failing") == 1
+    assert _metric("kubepulse_alerting_write_failures_total", error="MessageSizeTooLargeError") > before
+    assert await _committed(settings, group) == 0  # the alert is not acked before its state is written
+    assert pd.events == [] and not task.done()
+
+    await _set_topic_configs(settings, groups_topic, **{"cleanup.policy": "compact", "max.message.bytes": "1048588"})
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=30)
+    assert pd.events[0]["dedup_key"] == a.fingerprint
+    await _until(health.ready, timeout=20)
+    assert _metric("kubepulse_alerting_writes_failing") == 0
+    assert await _committed(settings, group) == 1
+
+
+async def test_a_receiver_that_keeps_failing_makes_the_dispatcher_not_ready_until_it_delivers_again(settings, pd, dispatchers):
+    from streams.alerting._metrics import DispatcherHealth
+
+    prefix = settings.kafka.topic_prefix
+    health = DispatcherHealth()
+    config = _config(pd)
+    config["receivers"][0]["retry"] = {"initial_backoff": 0.01, "max_attempts": 2, "timeout": 15}
+    await dispatchers(config, health=health)
+    labels = {"receiver": "pager", "integration": "pagerduty/0"}
+    lost_before = _metric("kubepulse_alerting_deliveries_total", **labels, outcome="dead_lettered")
+    pd.fail_next(Scripted(500), Scripted(500))
+    first = alert("First", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(first.key, first)])
+    await _until(lambda: not health.ready(), timeout=20)
+    assert health.reason() == "receiver pager (pagerduty/0) is failing"
+    assert _metric("kubepulse_alerting_receiver_failing", **labels) == 1
+    assert _metric("kubepulse_alerting_deliveries_total", **labels, outcome="dead_lettered") == lost_before + 1
+    assert pd.events == []
+
+    second = alert("Second", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(second.key, second)])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=20)
+    await _until(health.ready, timeout=20)
+    assert pd.events[0]["dedup_key"] == second.fingerprint
+    assert _metric("kubepulse_alerting_receiver_failing", **labels) == 0
+
+
+async def test_an_alert_that_would_make_its_group_state_too_large_for_kafka_is_dead_lettered_and_the_rest_paged(
+    settings, pd, dispatchers
+):
+    prefix = settings.kafka.topic_prefix
+    task = (await dispatchers(_config(pd, group_by=["alertname"]))).task
+    big = "x" * 120_000  # 7 such alerts fit in one group state of 900 KiB, 8 do not
+    wide = [alert("Verbose", severity="critical", pod=f"p-{i}") for i in range(9)]
+    for a in wide:
+        a.annotations["description"] = big
+    await produce(settings, ALERTS.named(prefix), [(a.key, a) for a in wide])
+    dead = [decode(DeadLetter, v) for _, v in await consume(settings, DEADLETTER.named(prefix), count=2, timeout=30)]
+    assert [(d.stage, d.error_type) for d in dead] == [("dispatch", "StateTooLargeError")] * 2
+    assert "larger than 921600 bytes" in dead[0].reason and json.loads(dead[0].payload)["annotations"]["description"] == big
+    await pd.wait_for(lambda: len(pd.events) == 7, timeout=30)
+    # Which two are refused depends on the partitions' order; each alert is either paged or dead-lettered.
+    paged = {e["dedup_key"] for e in pd.events}
+    assert len(paged) == 7 and paged | {d.key for d in dead} == {a.fingerprint for a in wide}
+    other = alert("Other", severity="critical")
+    await produce(settings, ALERTS.named(prefix), [(other.key, other)])
+    await pd.wait_for(lambda: len(pd.events) == 8, timeout=30)
+    assert pd.events[-1]["dedup_key"] == other.fingerprint and not task.done()
