@@ -1,4 +1,4 @@
-"""Dead letters: build the kubepulse.deadletter.v1 record for a message that could not be processed, and read its bytes back.
+"""Dead letters: build the kubepulse.deadletter.v1 record for a message that could not be processed, and replay it.
 
 Nothing escapes an agent: Faust acks a message whose handler raised, so an
 escaped error is a lost record. Every agent catches per message and turns
@@ -25,18 +25,23 @@ JSON-escaping or base64 makes it bigger. So, in order:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import hashlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from models.errors import RecordError
 from models.records import DeadLetter
 
-__all__ = ["dead_letter", "payload_fields", "payload_text", "original_payload", "MAX_PAYLOAD_CHARS"]
+if TYPE_CHECKING:
+    from models.settings import Settings
+
+__all__ = ["dead_letter", "payload_fields", "payload_text", "original_payload", "replay_dead_letters", "ReplayReport", "MAX_PAYLOAD_CHARS"]
 
 MAX_PAYLOAD_CHARS = 900 * 1024 - 32 * 1024
 """Most characters of JSON the payload may take in an encoded dead letter: 900 KiB (the records' ceiling,
@@ -139,3 +144,112 @@ def dead_letter(
         **payload_fields(payload),
     )
 
+
+@dataclass(slots=True)
+class ReplayReport:
+    """What a replay came to (``replay_dead_letters``): counts, and per source topic what was (or would be) sent."""
+
+    read: int = 0
+    matched: int = 0
+    replayed: int = 0
+    not_replayable: int = 0
+    """Matched, but the bytes are not all there (``truncated``) or there were none (a message without a value)."""
+    duplicates: int = 0
+    """Matched, but the same source message was dead-lettered before (by another stage): sent once."""
+    unreadable: int = 0
+    """Messages of the dead-letter topic that are not a dead letter."""
+    by_topic: dict[str, int] = field(default_factory=dict)
+
+
+async def replay_dead_letters(
+    settings: Settings,
+    *,
+    topic: str | None = None,
+    reason: str | None = None,
+    since: datetime | None = None,
+    dry_run: bool = False,
+) -> ReplayReport:
+    """Send the dead letters matching the filters back to their source topics, with their keys; returns when Kafka confirmed each.
+
+    Reads the dead-letter topic from its start up to where it ends when the replay starts (what a replay
+    writes that fails again is not read back). ``topic`` is a source topic, with or without the topic
+    prefix; ``reason`` matches a substring of the reason (case-insensitive) or the error type; ``since``
+    keeps those that occurred at or after it. The same source message dead-lettered twice (say, by the
+    worker's decoder and by the indexer's) is sent once. A dead letter about the dead-letter topic
+    itself is never replayed into it.
+    """
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from models.codec import decode
+    from streams.topics import DEADLETTER
+
+    k = settings.kafka
+    dl_topic = DEADLETTER.named(k.topic_prefix)
+    wanted = {topic, k.topic_prefix + topic} if topic else None
+    needle = reason.lower() if reason else None
+    report = ReplayReport()
+    seen: set[tuple[Any, ...]] = set()
+    consumer = AIOKafkaConsumer(**k.aiokafka_kwargs(), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=2 * 2**20)
+    producer = None if dry_run else AIOKafkaProducer(**k.producer_kwargs(), max_request_size=2 * 2**20)
+    await consumer.start()
+    try:
+        if producer is not None:
+            await producer.start()
+        admin = AIOKafkaAdminClient(**k.aiokafka_kwargs())
+        await admin.start()
+        try:
+            described = await admin.describe_topics([dl_topic])
+        finally:
+            await admin.close()
+        numbers = [p["partition"] for t in described if t.get("topic") == dl_topic and not t.get("error_code") for p in t["partitions"]]
+        tps = [TopicPartition(dl_topic, p) for p in sorted(numbers)]
+        if not tps:
+            return report
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        left = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
+        futures = []
+        while left:
+            batches = await consumer.getmany(*left, timeout_ms=1000)
+            for tp, messages in batches.items():
+                for m in messages:
+                    if m.offset >= ends[tp]:
+                        continue
+                    report.read += 1
+                    try:
+                        dl = decode(DeadLetter, m.value)
+                    except RecordError:
+                        report.unreadable += 1
+                        continue
+                    if wanted is not None and dl.source_topic not in wanted:
+                        continue
+                    if needle is not None and needle not in dl.reason.lower() and needle != dl.error_type.lower():
+                        continue
+                    if since is not None and dl.occurred_at < since:
+                        continue
+                    report.matched += 1
+                    data = original_payload(dl)
+                    if data is None or dl.source_topic == dl_topic:
+                        report.not_replayable += 1
+                        continue
+                    ident = (dl.source_topic, dl.partition, dl.offset) if dl.offset is not None else (dl.source_topic, dl.payload_sha256)
+                    if ident in seen:
+                        report.duplicates += 1
+                        continue
+                    seen.add(ident)
+                    report.replayed += 1
+                    report.by_topic[dl.source_topic] = report.by_topic.get(dl.source_topic, 0) + 1
+                    if producer is not None:
+                        key = dl.key.encode() if dl.key is not None else None
+                        futures.append(await producer.send(dl.source_topic, data, key=key))
+            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
+        # Confirmed: each send acknowledged by every in-sync replica (acks=all) before the count is reported.
+        await asyncio.gather(*futures)
+    finally:
+        await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+    return report
