@@ -346,7 +346,8 @@ class BulkIndexer:
                     self._reject(docs[i], origins[i], result, f"it cannot be serialised to JSON ({text})", "serialization")
                 unserialisable = list(why)
                 bad = set(unserialisable)
-                return [i for i in pending if i not in bad], "serialization"
+                rest = [i for i in pending if i not in bad]
+                return await self._send(docs, origins, rest, result) if rest else ([], "")
             return self._bad_reply(pending, str(exc))
         except _BadReply as exc:
             BULK_SECONDS.observe(time.perf_counter() - started)
