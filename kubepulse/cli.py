@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from kubepulse import _cli_alerting, _cli_collect, _cli_demo, _cli_detect, _cli_es, _cli_kibana, _cli_streams
-from kubepulse import _cli_report, _cli_rules
+from kubepulse import _cli_deadletter, _cli_report, _cli_rules
 from kubepulse import _cli_simulate
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ def schema_export(directory: Annotated[Path, typer.Argument(help="Where to write
         typer.echo(f"wrote {path}")
 
 
-for part in (_cli_collect, _cli_streams, _cli_es, _cli_alerting, _cli_kibana, _cli_detect, _cli_demo, _cli_rules, _cli_simulate, _cli_report):
+for part in (_cli_collect, _cli_streams, _cli_es, _cli_alerting, _cli_kibana, _cli_detect, _cli_demo, _cli_rules, _cli_simulate, _cli_report, _cli_deadletter):
     part.register(app)
 
 

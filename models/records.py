@@ -528,7 +528,15 @@ class AlertTransition(Record):
 
 
 class DeadLetter(Record):
-    """A record that could not be decoded or processed, kept with the reason."""
+    """A record that could not be decoded or processed, kept with the reason and, whenever it fits, all of its bytes.
+
+    ``payload`` is the original message, whole, so ``kubepulse deadletter replay`` can send it back to
+    ``source_topic``: as text when it is UTF-8, else ``base64``; one too big for a Kafka message (a dead
+    letter stays under 900 KiB like every record) is gzip-compressed (``gzip+base64``: a node scrape
+    compresses about tenfold). Only a message that does not fit even compressed is cut: ``truncated`` is
+    true, ``payload`` holds its first 64 KiB as text, and ``payload_bytes`` and ``payload_sha256`` say what
+    the whole was, so it can be found and checked elsewhere.
+    """
 
     source_topic: Name
     partition: int | None = None
@@ -540,7 +548,15 @@ class DeadLetter(Record):
     """Why, in words a person can act on (an Elasticsearch or validation error can be long)."""
     error_type: str = ""
     payload: str = ""
-    """The original bytes as text (invalid UTF-8 escaped), never with secrets."""
+    """The original bytes, encoded as ``payload_encoding`` says, never with secrets."""
+    payload_encoding: Literal["text", "base64", "gzip+base64"] = "text"
+    """``text``: the bytes are this UTF-8 text; ``base64``: they were not UTF-8; ``gzip+base64``: gzip of them, in base64."""
+    payload_bytes: Bytes | None = None
+    """Size of the original message value in bytes (None: the message had no value, or it is unknown)."""
+    payload_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """SHA-256 of the original bytes (hex): what a replay or a search elsewhere checks the bytes against."""
+    truncated: bool = False
+    """True when ``payload`` is only the start of the message (it did not fit even compressed): not replayable."""
     occurred_at: AwareDatetime
 
 

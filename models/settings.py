@@ -134,6 +134,12 @@ class ElasticsearchSettings(_Group):
     bulk_max_seconds: float = Field(1.0, gt=0)
     """Longest a document waits in a batch: bounds indexing latency."""
     request_timeout_s: float = Field(30.0, gt=0)
+    buffer_max_bytes: int = Field(256 * 2**20, ge=2**20)
+    """Most bytes of Kafka messages the indexer holds (the batch being indexed and the next one): when full
+    it takes no more, its small Faust queue (64 messages) fills and Faust stops fetching those partitions
+    until Elasticsearch takes the batch. 256 MiB, because the indexer pod's limit is 1 GiB: add the queue
+    (64 messages of at most 1 MiB), one fetch per partition (1 MiB each) and the documents of two bulk
+    requests in flight, and a long outage stays well under it. ``bulk_max_docs`` still caps a batch's count."""
     number_of_shards: int = Field(1, ge=1)
     number_of_replicas: int = Field(0, ge=0)
     """0 suits the single local node (yellow health otherwise); use 1+ on a real cluster."""

@@ -11,6 +11,8 @@ window is closed).
 
 from __future__ import annotations
 
+import hashlib
+
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
@@ -290,6 +292,8 @@ def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
             reason="invalid JSON: expected value at line 1 column 1",
             error_type="json_invalid",
             payload="{not json",
+            payload_bytes=9,
+            payload_sha256=hashlib.sha256(b"{not json").hexdigest(),
             occurred_at=timestamp,
         ),
     }

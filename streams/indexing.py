@@ -26,6 +26,7 @@ gives exactly-once documents.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
@@ -36,8 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from elastic_transport import TransportError
+from elastic_transport import SerializationError, TransportError
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
@@ -45,8 +45,9 @@ from models.codec import decode, encode
 from models.errors import RecordError
 from models.records import DeadLetter, Record
 from models.settings import Settings
-from streams._metrics_indexing import BULK_SECONDS, DOCS_DEAD_LETTERED, DOCS_INDEXED, DOCS_RETRIED, ES_UP
-from streams.deadletter import payload_text
+from streams._metrics_indexing import (BATCHES_FAILED, BUFFER_BYTES, BUFFER_BYTES_PEAK, BULK_SECONDS, DOCS_DEAD_LETTERED, DOCS_HELD,
+                                      DOCS_INDEXED, DOCS_RETRIED, ES_UP, FETCH_PAUSED, HEALTH)
+from streams.deadletter import payload_fields
 from streams.index import INDEXED_KINDS, Document, ElasticsearchSetupError, async_client, documents_for, index_name, install_templates
 from streams.topics import TOPICS, TopicSpec
 
@@ -58,9 +59,11 @@ __all__ = [
     "Origin",
     "BulkIndexer",
     "BulkResult",
+    "Rejection",
     "Indexer",
     "IndexReport",
     "DeadLetterSink",
+    "ByteGate",
     "INDEXED_TOPICS",
     "register_indexer",
     "create_indexing_app",
@@ -93,20 +96,33 @@ class SourceMessage:
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a document came from: what its dead letter names if Elasticsearch rejects it."""
+    """Where a document came from: what its dead letter names (and carries, ``value``) if the document is rejected."""
 
     topic: str
     partition: int | None = None
     offset: int | None = None
     key: str | None = None
+    value: bytes | None = None
+    """The source message, so a dead letter can be replayed; None when only the record is known."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A document that is its own fault: what Elasticsearch (or the serialiser) said, and where it came from."""
+
+    origin: Origin
+    kind: str
+    reason: str
+    error_type: str
+    body: dict[str, Any]
 
 
 @dataclass(slots=True)
 class BulkResult:
-    """What one :meth:`BulkIndexer.index` call came to: documents indexed, dead letters for the rejected, retries."""
+    """What one :meth:`BulkIndexer.index` call came to: documents indexed, those rejected, retries."""
 
     indexed: int = 0
-    rejected: list[DeadLetter] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
     retries: int = 0
 
 
@@ -147,12 +163,59 @@ def _error_text(error: Any) -> tuple[str, str]:
     return text, etype
 
 
+_CLUSTER_STATE_ERRORS = frozenset(
+    {"cluster_block_exception", "index_closed_exception", "index_not_found_exception", "security_exception"}
+)
+"""Per-item errors that describe the cluster, not the document: a write block (flood-stage disk, read-only
+index), a closed or missing index, refused credentials. ``index_closed_exception`` comes with a 400, so the
+status alone does not tell."""
+
+
+def _item_outcome(status: Any, etype: str) -> str:
+    """What to do with a failed item: ``dead_letter`` it (its own fault), or retry it and why.
+
+    >>> _item_outcome(400, "document_parsing_exception"), _item_outcome(403, "cluster_block_exception")
+    ('dead_letter', 'blocked')
+    >>> _item_outcome(400, "index_closed_exception"), _item_outcome(404, "index_not_found_exception"), _item_outcome(429, "x")
+    ('index_missing', 'index_missing', 'rejected')
+    """
+    if not isinstance(status, int) or status in _RETRY_STATUSES:
+        return "rejected"
+    if etype in ("index_closed_exception", "index_not_found_exception") or status == 404:
+        return "index_missing"
+    if etype in _CLUSTER_STATE_ERRORS or status in (401, 403):
+        return "blocked"
+    # A 400 that is not the cluster's state: a mapping or parsing error, which only a different document fixes.
+    # Any other status is unknown, so held: a wrong guess then costs a delay, not a record.
+    return "dead_letter" if status == 400 else "blocked"
+
+
+class _BadReply(Exception):
+    """Elasticsearch (or something in front of it) answered a bulk request with what is not a bulk response."""
+
+
 class BulkIndexer:
-    """Index documents in bulk; retry what may succeed later, return what Elasticsearch rejected.
+    """Index documents in bulk; retry what may succeed later, return what is the documents' own fault.
 
     ``backoff_initial``/``backoff_max`` shape the wait between retries
     (doubling, with jitter); ``backoff_max`` also bounds how long after
     Elasticsearch comes back the indexer notices.
+
+    What is retried, for as long as it takes (the input stays unacked, the
+    documents show on ``kubepulse_indexing_docs_held`` and /readyz is false):
+    an unreachable Elasticsearch, 429 and 5xx, and per-item errors that are
+    the cluster's state rather than the document's (a write block such as
+    flood-stage disk, a missing or closed index, refused credentials).
+
+    What is rejected (dead-lettered by the :class:`Indexer`): a mapping or
+    parsing error (a per-item 400), a document the client cannot serialise
+    (an integer beyond 64 bits), and a document that makes Elasticsearch
+    answer with a reply that is not JSON when its neighbours get JSON.
+    A non-JSON reply is retried ``bad_reply_attempts`` times; then the request
+    counts as failed (``kubepulse_indexing_bulk_failed_total``) and its
+    documents are sent in halves, down to the one that breaks the reply.
+    When no request gets a JSON reply (a proxy answering HTML, say), that is
+    the cluster's state again: held, never dead-lettered.
     """
 
     def __init__(
@@ -162,34 +225,81 @@ class BulkIndexer:
         *,
         backoff_initial: float = 0.25,
         backoff_max: float = 5.0,
+        bad_reply_attempts: int = 3,
     ) -> None:
         self.client = client
         self.prefix = settings.elasticsearch.index_prefix
         self.chunk = settings.elasticsearch.bulk_max_docs
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.bad_reply_attempts = bad_reply_attempts
         self._down_since: float | None = None
+        self._json_replies = 0
+        """Bulk requests answered with a bulk response: the evidence that a bad reply is one document's doing."""
 
     async def index(self, docs: Sequence[Document], origins: Sequence[Origin]) -> BulkResult:
         """Index ``docs`` (``origins[i]`` is where ``docs[i]`` came from); returns when every one is settled."""
         result = BulkResult()
         for start in range(0, len(docs), self.chunk):
-            await self._chunk(docs[start : start + self.chunk], origins[start : start + self.chunk], result)
+            await self._settle(docs[start : start + self.chunk], origins[start : start + self.chunk], None, result)
         return result
 
-    async def _chunk(self, docs: Sequence[Document], origins: Sequence[Origin], result: BulkResult) -> None:
-        pending = list(range(len(docs)))
-        attempt = 0
-        while pending:
-            if attempt:
-                result.retries += 1
-                delay = min(self.backoff_max, self.backoff_initial * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            attempt += 1
-            retry, reason = await self._send(docs, origins, pending, result)
-            if retry:
-                DOCS_RETRIED.labels(reason).inc(len(retry))
-            pending = retry
+    async def _settle(
+        self, docs: Sequence[Document], origins: Sequence[Origin], positions: list[int] | None, result: BulkResult,
+        *, since: int | None = None,
+    ) -> None:
+        """Send ``positions`` of ``docs`` (all when None) until each is indexed or rejected.
+
+        ``since`` is set for the halves of a request that got bad replies: the count of JSON replies when
+        it failed, and each half gets one try before it is halved again (one document gets the full count).
+        """
+        pending = list(range(len(docs))) if positions is None else positions
+        top = since is None
+        attempt = bad = 0
+        try:
+            while pending:
+                if attempt:
+                    result.retries += 1
+                    delay = min(self.backoff_max, self.backoff_initial * 2 ** (attempt - 1))
+                    await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                attempt += 1
+                before = self._json_replies
+                retry, reason = await self._send(docs, origins, pending, result)
+                if retry:
+                    DOCS_RETRIED.labels(reason).inc(len(retry))
+                    DOCS_HELD.set(len(retry))
+                    HEALTH.hold(f"{len(retry)} documents held: {reason}")
+                if reason != "bad_reply":
+                    pending = retry
+                    continue
+                bad += 1
+                if bad < (self.bad_reply_attempts if top or len(pending) == 1 else 1):
+                    continue
+                if len(pending) > 1:
+                    if top:
+                        BATCHES_FAILED.inc()
+                        log.error("Elasticsearch answered %d bulk requests of %d documents with no JSON; sending them in halves "
+                                  "to find the one it breaks on", bad, len(pending))
+                    mid = len(pending) // 2
+                    for half in (pending[:mid], pending[mid:]):
+                        await self._settle(docs, origins, half, result, since=before if since is None else since)
+                    return
+                if since is not None and self._json_replies > since:
+                    # Its neighbours got JSON replies, and it alone never does: the document is the cause.
+                    (i,) = pending
+                    self._reject(docs[i], origins[i], result, f"every bulk request with it alone got a reply that is not "
+                                 f"JSON ({bad} tries) while the others got JSON", "bad_reply")
+                    return
+                # Nothing gets a JSON reply: the cluster's state (a proxy, a wrong URL), so the document is held.
+                bad = 0
+        finally:
+            if top:
+                DOCS_HELD.set(0)
+                HEALTH.clear()
+
+    def _reject(self, doc: Document, origin: Origin, result: BulkResult, reason: str, etype: str) -> None:
+        result.rejected.append(Rejection(origin, doc.kind, reason, etype, doc.body))
+        DOCS_DEAD_LETTERED.labels(doc.kind).inc()
 
     async def _send(
         self, docs: Sequence[Document], origins: Sequence[Origin], pending: list[int], result: BulkResult
@@ -206,22 +316,42 @@ class BulkIndexer:
         failed: dict[int, dict[str, Any]] = {}
         started = time.perf_counter()
         try:
-            async for _ok, item in async_streaming_bulk(
-                self.client,
-                actions,
-                chunk_size=len(actions),
-                max_chunk_bytes=100 * 2**20,
-                raise_on_error=False,
-                raise_on_exception=False,
-                yield_ok=False,
-                max_retries=0,
-            ):
-                info = next(iter(item.values()))
-                where = by_id.get((info.get("_index", ""), info.get("_id", "")))
-                if where is None:
-                    log.error("Elasticsearch reported a failure for a document not in the request: %s", info)
-                for i in where or ():
-                    failed[i] = info
+            try:
+                async for _ok, item in async_streaming_bulk(
+                    self.client,
+                    actions,
+                    chunk_size=len(actions),
+                    max_chunk_bytes=100 * 2**20,
+                    raise_on_error=False,
+                    raise_on_exception=False,
+                    yield_ok=False,
+                    max_retries=0,
+                ):
+                    info = next(iter(item.values()))
+                    where = by_id.get((info.get("_index", ""), info.get("_id", "")))
+                    if where is None:
+                        log.error("Elasticsearch reported a failure for a document not in the request: %s", info)
+                    for i in where or ():
+                        failed[i] = info
+            except (TypeError, KeyError, AttributeError) as exc:
+                # A reply with a text content type is handed over as a string, not parsed: the
+                # helper then fails reading its "items". Nothing is known to be indexed.
+                raise _BadReply(f"{type(exc).__name__}: {exc}") from exc
+        except SerializationError as exc:
+            BULK_SECONDS.observe(time.perf_counter() - started)
+            why = {i: e for i in pending if (e := self._unserialisable(docs[i].body)) is not None}
+            if why:
+                # The request could not even be written: those documents are the cause, the rest go again at once.
+                for i, text in why.items():
+                    self._reject(docs[i], origins[i], result, f"it cannot be serialised to JSON ({text})", "serialization")
+                unserialisable = list(why)
+                bad = set(unserialisable)
+                rest = [i for i in pending if i not in bad]
+                return await self._send(docs, origins, rest, result) if rest else ([], "")
+            return self._bad_reply(pending, str(exc))
+        except _BadReply as exc:
+            BULK_SECONDS.observe(time.perf_counter() - started)
+            return self._bad_reply(pending, str(exc))
         except TransportError as exc:
             # Unreachable, refused, timed out: nothing is known to be indexed,
             # and the ids make re-sending the whole chunk harmless.
@@ -233,42 +363,26 @@ class BulkIndexer:
             return pending, "unreachable"
         BULK_SECONDS.observe(time.perf_counter() - started)
         ES_UP.set(1)
+        self._json_replies += 1
         if self._down_since is not None:
             log.warning("Elasticsearch is back after %.1f s", time.monotonic() - self._down_since)
             self._down_since = None
         retry: list[int] = []
-        if failed:
-            denied = False
-            for i, info in failed.items():
-                status = info.get("status")
-                if not isinstance(status, int) or status in _RETRY_STATUSES:
-                    retry.append(i)
-                    continue
-                if status in (401, 403) and "exception" in info:
-                    # The whole request was refused: our credentials, not the
-                    # documents, are wrong. Hold the batch until that is fixed.
-                    denied = True
-                    retry.append(i)
-                    continue
-                reason, etype = _error_text(info.get("error"))
-                o = origins[i]
-                doc = docs[i]
-                result.rejected.append(
-                    DeadLetter(
-                        source_topic=o.topic,
-                        partition=o.partition,
-                        offset=o.offset,
-                        key=o.key,
-                        stage="indexing",
-                        reason=_reason(f"Elasticsearch rejected a {doc.kind} document ({status} {reason})"),
-                        error_type=etype,
-                        payload=payload_text(orjson.dumps(doc.body)),
-                        occurred_at=datetime.now(UTC),
-                    )
-                )
-                DOCS_DEAD_LETTERED.labels(doc.kind).inc()
-            if denied:
-                log.error("Elasticsearch refused the bulk request (401/403): check elasticsearch.api_key or username/password")
+        held: Counter[str] = Counter()
+        sample: dict[str, str] = {}
+        for i, info in failed.items():
+            reason, etype = _error_text(info.get("error"))
+            outcome = _item_outcome(info.get("status"), etype)
+            if outcome != "dead_letter":
+                retry.append(i)
+                held[outcome] += 1
+                sample.setdefault(outcome, f"{info.get('status')} {reason}")
+                continue
+            self._reject(docs[i], origins[i], result, f"Elasticsearch rejected it ({info.get('status')} {reason})", etype)
+        for why in ("blocked", "index_missing"):
+            if held[why]:
+                log.error("Elasticsearch refused %d documents because of the cluster's state (%s), holding them: %s",
+                          held[why], why, sample[why])
         ok = len(pending) - len(failed)
         result.indexed += ok
         if ok:
@@ -278,7 +392,21 @@ class BulkIndexer:
                 kinds = Counter(docs[i].kind for i in pending)
             for kind, n in kinds.items():
                 DOCS_INDEXED.labels(kind).inc(n)
-        return retry, "rejected" if retry else ""
+        return retry, held.most_common(1)[0][0] if held else ""
+
+    def _bad_reply(self, pending: list[int], text: str) -> tuple[list[int], str]:
+        ES_UP.set(1)  # it answered, just not with JSON
+        log.warning("Elasticsearch answered a bulk request of %d documents with what is not JSON (%s); retrying", len(pending), text[:200])
+        return pending, "bad_reply"
+
+    def _unserialisable(self, body: dict[str, Any]) -> str | None:
+        """Why the client cannot write ``body`` as JSON (the encoder's own words), or None when it can."""
+        try:
+            self.client.transport.serializers.dumps(body, mimetype="application/json")
+        except SerializationError as exc:
+            causes = [str(e) for e in exc.errors if str(e)]
+            return "; ".join(causes) or exc.message[:200]
+        return None
 
 
 class Indexer:
@@ -351,7 +479,7 @@ class Indexer:
             except Exception as exc:  # noqa: BLE001 - nothing escapes: a bad message becomes a dead letter
                 yield self._undecodable(m, key, exc)
                 continue
-            yield Origin(m.topic, m.partition, m.offset, key), produced
+            yield Origin(m.topic, m.partition, m.offset, key, m.value), produced
 
     async def _run(self, items: Iterator[tuple[Origin, list[Document]] | DeadLetter], *, messages: int) -> IndexReport:
         """Bulk the documents of ``items`` (built lazily), then publish the dead letters.
@@ -400,21 +528,47 @@ class Indexer:
         finally:
             if inflight is not None:
                 inflight.cancel()
+        rejected: list[Rejection] = []
         for result in results:
             report.indexed += result.indexed
             report.retries += result.retries
-            for dl in result.rejected:
-                if dl.source_topic == self._deadletter_topic:
-                    # A dead letter Elasticsearch rejects is not dead-lettered
-                    # again (that could loop); it stays on the dead-letter
-                    # topic, and the log says why it is not in the index.
-                    log.error("dead letter not indexable, kept on %s only: %s", dl.source_topic, dl.reason)
-                else:
-                    letters.append(dl)
+            rejected.extend(result.rejected)
+        for dl in self._letters(rejected):
+            if dl.source_topic == self._deadletter_topic:
+                # A dead letter Elasticsearch rejects is not dead-lettered
+                # again (that could loop); it stays on the dead-letter
+                # topic, and the log says why it is not in the index.
+                log.error("dead letter not indexable, kept on %s only: %s", dl.source_topic, dl.reason)
+            else:
+                letters.append(dl)
         if letters:
             await self._publish(letters)
             report.dead_letters = len(letters)
         return report
+
+    @staticmethod
+    def _letters(rejected: Sequence[Rejection]) -> Iterator[DeadLetter]:
+        """One dead letter per source message, holding the whole message (replayable), however many of its documents failed."""
+        by_message: dict[tuple[str, int | None, int | None, str | None], list[Rejection]] = {}
+        for r in rejected:
+            o = r.origin
+            by_message.setdefault((o.topic, o.partition, o.offset, o.key), []).append(r)
+        for group in by_message.values():
+            first, o = group[0], group[0].origin
+            more = f" (and {len(group) - 1} more of its documents)" if len(group) > 1 else ""
+            # Without the source message (records indexed directly), the rejected document is what is kept.
+            payload = o.value if o.value is not None else json.dumps(first.body, default=str).encode()
+            yield DeadLetter(
+                source_topic=o.topic,
+                partition=o.partition,
+                offset=o.offset,
+                key=o.key,
+                stage="indexing",
+                reason=_reason(f"a {first.kind} document could not be indexed: {first.reason}{more}"),
+                error_type=first.error_type,
+                occurred_at=datetime.now(UTC),
+                **payload_fields(payload),
+            )
 
     @staticmethod
     def _undecodable(m: SourceMessage, key: str | None, exc: Exception) -> DeadLetter:
@@ -428,8 +582,8 @@ class Indexer:
             stage="indexing",
             reason=_reason(f"cannot index: {reason}"),
             error_type=etype,
-            payload=payload_text(m.value),
             occurred_at=datetime.now(UTC),
+            **payload_fields(m.value),
         )
 
     async def _publish(self, letters: list[DeadLetter]) -> None:
@@ -449,8 +603,43 @@ class Indexer:
 # --------------------------------------------------------------------------
 
 
+class ByteGate:
+    """Admits messages while the bytes held stay within ``limit``; the indexer's backpressure.
+
+    The first message is always admitted, so one larger than the limit still passes (alone).
+    ``admit`` waits while the gate is full; ``release`` is called once a batch is indexed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self.peak = 0
+        self._freed = asyncio.Event()
+
+    async def admit(self, n: int) -> None:
+        while self.held and self.held + n > self.limit:
+            FETCH_PAUSED.set(1)
+            self._freed.clear()
+            await self._freed.wait()
+        FETCH_PAUSED.set(0)
+        self.held += n
+        BUFFER_BYTES.set(self.held)
+        if self.held > self.peak:
+            self.peak = self.held
+            BUFFER_BYTES_PEAK.set(self.peak)
+
+    def release(self, n: int) -> None:
+        self.held = max(0, self.held - n)
+        BUFFER_BYTES.set(self.held)
+        self._freed.set()
+
+
+def _size(m: Any) -> int:
+    return len(m.value or b"") + len(m.key or b"")
+
+
 def register_indexer(app: faust.App, settings: Settings, *, url: str | None = None) -> Any:
-    """Add the indexing agent to ``app``: one agent over every indexed topic, batching by size and time.
+    """Add the indexing agent to ``app``: one agent over every indexed topic, batching by size, bytes and time.
 
     Offsets: ``take_events`` acks a batch's events when the loop body is
     done, *and also* when the agent is cancelled mid-batch (its ``finally``).
@@ -460,6 +649,13 @@ def register_indexer(app: faust.App, settings: Settings, *, url: str | None = No
     is never the last reference released, stays uncommitted, and is read
     again. While Elasticsearch is down ``process`` keeps retrying, the agent
     waits, and nothing past the last indexed batch is committed.
+
+    Memory: a processor ahead of ``take_events`` admits each message through
+    a :class:`ByteGate` of ``elasticsearch.buffer_max_bytes``. While a batch
+    is held, the next one fills up to the gate and the stream then stops
+    taking messages: Faust's queue fills and Faust stops fetching (its own
+    backpressure, ``Consumer.on_buffer_full``), so a long outage holds at most
+    the gate, the queue and one fetch per partition, not ever more messages.
     """
     prefix = settings.kafka.topic_prefix
     es = settings.elasticsearch
@@ -474,6 +670,14 @@ def register_indexer(app: faust.App, settings: Settings, *, url: str | None = No
 
     async def index(stream: Any) -> None:
         indexer = Indexer(settings, dead_letter=publish, url=url)
+        gate = ByteGate(es.buffer_max_bytes)
+
+        async def admit(value: Any) -> Any:
+            event = stream.current_event
+            await gate.admit(_size(event.message) if event is not None else len(value or b""))
+            return value
+
+        stream.add_processor(admit)
         try:
             await indexer.setup()
             async for events in stream.take_events(es.bulk_max_docs, within=es.bulk_max_seconds):
@@ -484,6 +688,8 @@ def register_indexer(app: faust.App, settings: Settings, *, url: str | None = No
                     for e in events
                 ]
                 await indexer.process(msgs)
+                gate.release(sum(_size(e.message) for e in events))
+                del msgs
                 for e in events:
                     e.message.decref()
         finally:
@@ -514,8 +720,11 @@ def create_indexing_app(settings: Settings, *, url: str | None = None) -> faust.
         producer_acks=-1,
         # A batch held through a long outage must not cost the group membership.
         broker_max_poll_interval=3600.0,
-        consumer_max_fetch_size=8 * 1024 * 1024,
-        stream_buffer_maxsize=max(4096, settings.elasticsearch.bulk_max_docs * 2),
+        # One fetch per partition may sit in aiokafka's buffers whatever the gate says: 1 MiB
+        # each (a record bigger than that still comes, alone) keeps them small next to the pod's limit.
+        consumer_max_fetch_size=1024 * 1024,
+        # Messages wait here before the byte gate (register_indexer); few, because each may be 1 MiB.
+        stream_buffer_maxsize=64,
         # Do not wait for the batch in flight before a rebalance or a shutdown: while
         # Elasticsearch is down it never ends. It is not committed (see register_indexer),
         # so whoever owns the partition next reads it again.

@@ -41,13 +41,13 @@ def indexer_env(settings: Settings, *, es_url: str | None = None) -> dict[str, s
 class IndexerProcess:
     """A ``kubepulse es index`` subprocess (the Faust indexing worker); its log is kept for failure messages."""
 
-    def __init__(self, settings: Settings, log_path: Path, *, es_url: str | None = None) -> None:
+    def __init__(self, settings: Settings, log_path: Path, *, es_url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [str(KUBEPULSE), "es", "index"],
             cwd=ROOT,
-            env=indexer_env(settings, es_url=es_url),
+            env=indexer_env(settings, es_url=es_url) | (env or {}),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

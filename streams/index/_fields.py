@@ -143,6 +143,7 @@ SHARE = "share"
 DATE = "date"
 TEXT = "text"
 FLATTENED = "flattened"
+BOOLEAN = "boolean"
 RAW = "raw"
 """Kept in ``_source`` only (not searchable): a keyword with ``index: false, doc_values: false``."""
 
@@ -157,6 +158,7 @@ _TYPE_BODY: dict[str, dict[str, Any]] = {
     DATE: {"type": "date"},
     TEXT: {"type": "text"},
     FLATTENED: {"type": "flattened"},
+    BOOLEAN: {"type": "boolean"},
     RAW: {"type": "keyword", "index": False, "doc_values": False},
 }
 
@@ -718,6 +720,11 @@ KIND_FIELDS: dict[str, list[Entry]] = {
         Field("error.message", TEXT, "reason"),
         Field("error.type", KEYWORD, "error_type", _none_if_empty),
         Field("event.original", RAW, "payload", _none_if_empty),
+        # How to read event.original back into the message's bytes, and whether it is all of them.
+        Field("kubepulse.deadletter.payload_encoding", KEYWORD, "payload_encoding"),
+        Field("kubepulse.deadletter.payload_bytes", LONG, "payload_bytes"),
+        Field("kubepulse.deadletter.payload_sha256", KEYWORD, "payload_sha256"),
+        Field("kubepulse.deadletter.truncated", BOOLEAN, "truncated"),
     ],
 }
 """Documents of the other kinds: one per record (one per resource for a quota, one per HPA and day). Paths are from the
