@@ -5,15 +5,18 @@ passes and every event watch. :meth:`Publisher.send` returns once the record has
 buffer (``kubernetes.publish_buffer_bytes`` of records handed over and not yet confirmed), so
 while Kafka is away the buffer fills and passes wait instead of scraping more; the future it
 returns resolves when the broker confirmed the record, or raises :class:`PublishFailed` after
-``kubernetes.publish_timeout_s`` of attempts. Meanwhile :attr:`Publisher.failing` is true
+``kubernetes.publish_timeout_s`` of attempts. (aiokafka retries a batch for a broker that is gone
+without ever failing it, so the timeout is this module's own.) Meanwhile :attr:`Publisher.failing` is true
 (``/readyz`` false, ``kubepulse_collector_publish_failing`` 1) and each failed attempt is counted.
 Nothing is dropped here: what to do with a record given up is the caller's (a pass counts it
 lost and fails, an event watch offers the event again).
 
-An idempotent producer whose batch expired cannot go on with that partition's sequence numbers,
+An idempotent producer whose batch failed cannot go on with that partition's sequence numbers,
 so after a failure the producer is replaced (a new producer id) before the record is sent again.
-A record the broker took just before the error may then be written twice; what reads the topics
-is idempotent (document ids derived from the record, events keyed by uid and count).
+A record given up while still unconfirmed stays in the producer and may be written once the
+brokers answer; sending the same bytes again (an event offered again) joins that pending send
+instead of writing a second copy. What reads the topics is idempotent anyway (document ids
+derived from the record, events keyed by uid and count).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import logging
 import random
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
@@ -35,6 +39,8 @@ log = logging.getLogger("kubepulse.collectors")
 _PERMANENT = (MessageSizeTooLargeError, RecordTooLargeError)
 """Errors no resend can cure: the record is given up at once, with the broker's reason."""
 _BACKOFF_MAX_S = 5.0
+_STOP_S = 15.0
+"""How long stopping a producer may flush before it is abandoned (a broker that is gone never answers)."""
 _SLOW_S = 5.0
 """A confirmation pending this long counts as failing: a broker that is gone answers nothing until the
 request timeout expires the batch, and readiness must not wait for that."""
@@ -67,6 +73,8 @@ class Publisher:
         self._pending: dict[int, float] = {}
         """Record serial -> when it was handed over, oldest first."""
         self._serial = 0
+        self._unconfirmed: dict[tuple[str, bytes, bytes], asyncio.Future[Any]] = {}
+        """A send still pending in a producer, by record: an identical record joins it."""
         self._retrying = 0
         self.last_error: str | None = None
         self._retired: set[asyncio.Task[None]] = set()
@@ -92,7 +100,7 @@ class Publisher:
         async with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await self._stop_retired(producer)
         if self._retired:
             await asyncio.gather(*self._retired, return_exceptions=True)
 
@@ -121,12 +129,15 @@ class Publisher:
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
 
-    @staticmethod
-    async def _stop_retired(producer: AIOKafkaProducer) -> None:
+    async def _stop_retired(self, producer: AIOKafkaProducer) -> None:
         try:
-            await producer.stop()
+            await asyncio.wait_for(producer.stop(), _STOP_S)
+        except TimeoutError:
+            # Only records already given up (and reported) can be pending here.
+            log.error("Kafka producer not flushed within %.0f s (%d records unconfirmed); abandoned",
+                      _STOP_S, len(self._unconfirmed))
         except KafkaError as exc:  # its records' own futures carry their failures; nothing is lost here
-            log.debug("stopping a retired producer: %s", exc)
+            log.warning("stopping a Kafka producer: %s", exc)
 
     # -- sending ------------------------------------------------------------------
 
@@ -147,6 +158,17 @@ class Publisher:
     async def publish(self, topic: str, key: str, value: bytes, *, cluster: str, kind: str) -> None:
         """:meth:`send` and wait for the confirmation."""
         await (await self.send(topic, key, value, cluster=cluster, kind=kind))
+
+    def _track(self, ident: tuple[str, bytes, bytes], fut: asyncio.Future[Any]) -> None:
+        self._unconfirmed[ident] = fut
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if self._unconfirmed.get(ident) is f:
+                del self._unconfirmed[ident]
+            if not f.cancelled():
+                f.exception()  # retrieved: a send given up has had its failure reported already
+
+        fut.add_done_callback(done)
 
     async def _reserve(self, size: int, deadline: float) -> None:
         async with self._room:
@@ -179,7 +201,18 @@ class Publisher:
                 generation: int | None = None
                 try:
                     generation, producer = await self._current()
-                    await (await producer.send(topic, value, key=key))
+                    ident = (topic, key, value)
+                    pending = self._unconfirmed.get(ident)
+                    if pending is None or pending.done():
+                        pending = await producer.send(topic, value, key=key)
+                        self._track(ident, pending)
+                    await asyncio.wait_for(asyncio.shield(pending), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    PUBLISH_FAILURES.labels(cluster, kind, "unconfirmed").inc()
+                    self.last_error = f"{topic}: no confirmation from the brokers"
+                    raise PublishFailed(f"cluster {cluster}: Kafka did not confirm a {kind} record for {topic} within "
+                                        f"{self.timeout_s:g} s (no answer from the brokers; it is written if they "
+                                        "answer later)", reason="unconfirmed") from None
                 except KafkaError as exc:
                     attempts += 1
                     if attempts == 1:
