@@ -26,12 +26,12 @@ import orjson
 
 from collectors._inventory import NodeInfo, Owners, PodInfo, parse_node, parse_pod
 from collectors._kube import KubeClient
-from collectors._metrics import PASS_DURATION, SCRAPE_ERRORS
+from collectors._metrics import PASS_DURATION, RECORDS_LOST, SCRAPE_ERRORS
 from collectors._autoscalers import parse_autoscaler
 from collectors._quotas import parse_quota
 from collectors._rates import Counters
 from collectors._summary import build_from_metrics, build_from_summary
-from collectors.errors import AccessDenied, ApiError, MalformedPayload
+from collectors.errors import AccessDenied, ApiError, MalformedPayload, PublishFailed
 from collectors.rbac import (
     LIST_AUTOSCALERS,
     LIST_JOBS,
@@ -48,8 +48,10 @@ from models.settings import ClusterSettings, KubernetesSettings
 
 log = logging.getLogger("kubepulse.collectors")
 
-Publish = Callable[[str, bytes], Awaitable[None]]
-"""``publish(key, value)``: hands one encoded record (a NodeScrape, or a QuotaScrape) to Kafka."""
+Publish = Callable[[str, bytes], Awaitable[Awaitable[None]]]
+"""``await publish(key, value)`` hands one encoded record (a NodeScrape, a QuotaScrape...) to Kafka once
+there is room (the wait is the backpressure of a slow Kafka); awaiting what it returns waits for
+Kafka's confirmation. Either raises :class:`PublishFailed` when the record was given up."""
 
 
 @dataclass(slots=True)
@@ -75,6 +77,10 @@ class PassReport:
     """HorizontalPodAutoscalers published."""
     autoscaler_error: str | None = None
     """Why no HPAs were published (e.g. the missing ``horizontalpodautoscalers`` rule), None when they were."""
+    lost: int = 0
+    """Records Kafka did not confirm within ``kubernetes.publish_timeout_s`` (the pass then failed)."""
+    events_error: str | None = None
+    """Why the cluster's event watch is failing right now (it is retried with backoff), None when it is not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,20 @@ class _Listed:
 
 _QUOTAS = _Listed("quotas", "quota_error", "ResourceQuotas", LIST_RESOURCEQUOTAS, parse_quota)
 _AUTOSCALERS = _Listed("autoscalers", "autoscaler_error", "HorizontalPodAutoscalers", LIST_AUTOSCALERS, parse_autoscaler)
+
+
+def _meta(obj: Any, field: str) -> str | None:
+    """``obj.metadata.<field>`` when it is a non-empty string, else None (whatever the shape)."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    value = meta.get(field) if isinstance(meta, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _internal(exc: Exception) -> ApiError:
+    """An unexpected error of one unit (a node) as the ApiError the pass reports, labelled ``internal``."""
+    err = ApiError(f"unexpected {type(exc).__name__}: {exc}")
+    err.reason = "internal"
+    return err
 
 
 class ClusterScraper:
@@ -120,6 +140,34 @@ class ClusterScraper:
         SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
         log.warning("cluster %s: node %s skipped (%s): %s", self.cluster, node, exc.reason, exc)
 
+    def _lost(self, report: PassReport, kind: str, key: str, exc: PublishFailed) -> None:
+        report.lost += 1
+        report.errors += 1
+        report.error = report.error or str(exc)
+        RECORDS_LOST.labels(self.cluster, kind, exc.reason).inc()
+        log.error("cluster %s: %s record %s lost: %s", self.cluster, kind, key, exc)
+
+    async def _hand_over(self, publish: Publish, key: str, data: bytes, report: PassReport, kind: str
+                         ) -> Awaitable[None] | None:
+        """The record's confirmation, or None when it was given up waiting for room (counted lost)."""
+        try:
+            return await publish(key, data)
+        except PublishFailed as exc:
+            self._lost(report, kind, key, exc)
+            return None
+
+    async def _confirmed(self, report: PassReport, kind: str, sent: list[tuple[str, Awaitable[None]]]) -> list[bool]:
+        """Wait for every confirmation; one bool per record, False for each lost (counted, the pass failed)."""
+        results = await asyncio.gather(*(fut for _, fut in sent), return_exceptions=True)
+        ok: list[bool] = []
+        for (key, _), r in zip(sent, results, strict=True):
+            if isinstance(r, PublishFailed):
+                self._lost(report, kind, key, r)
+            elif isinstance(r, BaseException):
+                raise r
+            ok.append(r is None)
+        return ok
+
     # -- blocking parts, run in the pool ----------------------------------
 
     def _inventory(self, node_items: list[dict[str, Any]], pods_items: list[dict[str, Any]]) -> tuple[list[NodeInfo], list[PodInfo]]:
@@ -145,13 +193,29 @@ class ClusterScraper:
             raise MalformedPayload(f"summary of node {node.name} is not JSON: {exc}") from exc
         return build_from_summary(summary, cluster=self.cluster, node=node, pods=pods, counters=self.counters)
 
-    def _metrics_pass(self, nodes: list[NodeInfo], pods: dict[tuple[str, str], PodInfo]) -> list[tuple[str, Any]]:
+    def _metrics_pass(self, nodes: list[NodeInfo], pods: dict[tuple[str, str], PodInfo]
+                      ) -> tuple[list[tuple[str, Any]], list[str]]:
+        """Each node's NodeScrape (or its error), and why items that name no node were skipped.
+
+        A bad item fails only its node (or, naming none, only itself): the other nodes are published.
+        """
         node_items, _ = self.client.list_all(LIST_NODE_METRICS)
         pod_items, _ = self.client.list_all(LIST_POD_METRICS)
-        by_name = {o["metadata"]["name"]: o for o in node_items}
+        bad: list[str] = []
+        by_name: dict[str, dict[str, Any]] = {}
+        for o in node_items:
+            name = _meta(o, "name")
+            if name is None:
+                bad.append(f"NodeMetrics without metadata.name: {str(o)[:200]}")
+            else:
+                by_name[name] = o
         pods_by_node: dict[str, list[dict[str, Any]]] = {}
         for pm in pod_items:
-            info = pods.get((pm["metadata"]["namespace"], pm["metadata"]["name"]))
+            ns, name = _meta(pm, "namespace"), _meta(pm, "name")
+            if ns is None or name is None:
+                bad.append(f"PodMetrics without metadata.namespace and name: {str(pm)[:200]}")
+                continue
+            info = pods.get((ns, name))
             if info is not None and info.node:
                 pods_by_node.setdefault(info.node, []).append(pm)
         out: list[tuple[str, Any]] = []
@@ -160,7 +224,10 @@ class ClusterScraper:
                 out.append((n.name, build_from_metrics(by_name.get(n.name), pods_by_node.get(n.name, []), cluster=self.cluster, node=n, pods=pods)))
             except MalformedPayload as exc:
                 out.append((n.name, exc))
-        return out
+            except Exception as exc:  # noqa: BLE001 - a bug on one node's data must not end the pass
+                log.exception("cluster %s: node %s: unexpected error in its metrics.k8s.io data", self.cluster, n.name)
+                out.append((n.name, _internal(exc)))
+        return out, bad
 
     def _listed(self, what: _Listed, at: datetime) -> tuple[list[tuple[str, bytes]], list[str]]:
         items, _ = self.client.list_all(what.call)
@@ -209,8 +276,12 @@ class ClusterScraper:
             report.errors += 1
             SCRAPE_ERRORS.labels(self.cluster, MalformedPayload.reason).inc()
             log.warning("cluster %s: %s skipped (malformed): %s", self.cluster, what.label, reason)
-        await asyncio.gather(*(publish(key, data) for key, data in records))
-        setattr(report, what.kind, len(records))
+        sent: list[tuple[str, Awaitable[None]]] = []
+        for key, data in records:
+            fut = await self._hand_over(publish, key, data, report, what.kind)
+            if fut is not None:
+                sent.append((key, fut))
+        setattr(report, what.kind, sum(await self._confirmed(report, what.kind, sent)))
 
     async def scrape_once(self, publish: Publish, *, publish_quota: Publish | None = None,
                           publish_autoscaler: Publish | None = None) -> PassReport:
@@ -261,9 +332,7 @@ class ClusterScraper:
                 return n.name, exc
             except Exception as exc:  # noqa: BLE001 - a bug on one node must not end the pass
                 log.exception("cluster %s: node %s: unexpected error", self.cluster, n.name)
-                err = ApiError(f"unexpected {type(exc).__name__}: {exc}")
-                err.reason = "internal"
-                return n.name, err
+                return n.name, _internal(exc)
 
         results: list[tuple[str, Any]] = []
         rest = nodes
@@ -280,11 +349,21 @@ class ClusterScraper:
                 self.source = "metrics.k8s.io"
                 rest = []
                 try:
-                    results = await loop.run_in_executor(self.pool, self._metrics_pass, nodes, pod_index)
+                    results, bad = await loop.run_in_executor(self.pool, self._metrics_pass, nodes, pod_index)
                 except ApiError as exc:
                     report.error = str(exc)
                     report.errors += 1
                     SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
+                except Exception as exc:  # noqa: BLE001 - fails this cluster's pass only
+                    log.exception("cluster %s: metrics.k8s.io pass: unexpected error", self.cluster)
+                    report.error = f"cluster {self.cluster}: metrics.k8s.io: unexpected {type(exc).__name__}: {exc}"
+                    report.errors += 1
+                    SCRAPE_ERRORS.labels(self.cluster, "internal").inc()
+                else:
+                    for reason in bad:
+                        report.errors += 1
+                        SCRAPE_ERRORS.labels(self.cluster, MalformedPayload.reason).inc()
+                        log.warning("cluster %s: metrics.k8s.io item skipped (malformed): %s", self.cluster, reason)
             else:
                 if self.source != "summary":
                     log.warning("cluster %s: nodes/proxy is allowed again; back to the kubelet Summary API", self.cluster)
@@ -294,25 +373,32 @@ class ClusterScraper:
                 rest = nodes[1:]
         report.source = self.source
 
-        pending: list[asyncio.Future[Any]] = []
+        sent: list[tuple[str, Awaitable[None]]] = []
+        counts: list[tuple[int, int]] = []
 
         async def handle(name: str, result: Any) -> None:
             if isinstance(result, ApiError):
                 self._error(report, name, result)
                 return
             data, npods, nsamples = result
-            pending.append(asyncio.ensure_future(publish(f"{self.cluster}/{name}", data)))
-            report.nodes += 1
-            report.pods += npods
-            report.samples += nsamples
+            key = f"{self.cluster}/{name}"
+            # Waits while the publish buffer is full: scraping pauses rather than piling up scrapes.
+            fut = await self._hand_over(publish, key, data, report, "metrics")
+            if fut is not None:
+                sent.append((key, fut))
+                counts.append((npods, nsamples))
 
         for name, result in results:
             await handle(name, result)
         for fut in asyncio.as_completed([node_result(n) for n in rest]):
             name, result = await fut
             await handle(name, result)
-        if pending:
-            await asyncio.gather(*pending)
+        # Nodes, pods and samples count once Kafka confirmed them.
+        for ok, (npods, nsamples) in zip(await self._confirmed(report, "metrics", sent), counts, strict=True):
+            if ok:
+                report.nodes += 1
+                report.pods += npods
+                report.samples += nsamples
         # Forget counters of pods gone for a while (ten intervals).
         self.counters.sweep(10 * self.kube.interval_s)
         return True

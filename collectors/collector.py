@@ -6,10 +6,14 @@ ResourceQuota per pass, key ``cluster/namespace/name``),
 ``kubepulse.autoscalers.v1`` (one AutoscalerScrape per HorizontalPodAutoscaler
 per pass, same key) and
 ``kubepulse.events.v1`` (one KubeEvent per new event or count, key
-``cluster/namespace/object``) with an idempotent ``acks=all`` producer.
+``cluster/namespace/object``) with one idempotent, compressed ``acks=all``
+producer (``collectors/_publish.py``): a record Kafka does not confirm is sent
+again with backoff while the pass waits, and is only given up (counted lost,
+the pass failed) after ``kubernetes.publish_timeout_s``.
 Each cluster runs its own loop: a jittered interval when healthy,
 exponential backoff (capped at ``kubernetes.retry_max_s``) when a pass
-fails, and its failures are reported without slowing the others.
+fails, and its failures are reported without slowing the others; an
+unexpected error fails that cluster's pass, never the other clusters.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
 from collectors._cluster import ClusterScraper, PassReport
 from collectors._events import EventWatcher
-from collectors._metrics import RECORDS_PUBLISHED, SCRAPE_ERRORS
+from collectors._metrics import SCRAPE_ERRORS
+from collectors._publish import Publisher
 from collectors.errors import ClusterConfigError, CollectorError
 from models.codec import encode
 from models.records import KubeEvent
@@ -71,7 +75,7 @@ class Collector:
         self.scrapers: dict[str, ClusterScraper] = {}
         self.config_errors: dict[str, str] = {}
         self.watchers: dict[str, EventWatcher] = {}
-        self._producer: AIOKafkaProducer | None = None
+        self._publisher: Publisher | None = None
         self._threads: list[threading.Thread] = []
         self._thread_stop = threading.Event()
 
@@ -95,18 +99,10 @@ class Collector:
                 log.error("%s", exc)
         if self.create_topics:
             await self._ensure_topics()
-        self._producer = AIOKafkaProducer(
-            **self.settings.kafka.aiokafka_kwargs(),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            # One NodeScrape is ~90 KB at 30 pods: batches of 1 MB carry
-            # several per request instead of one request per record.
-            max_batch_size=1024 * 1024,
-            # A node with 110 pods encodes to a few hundred KB.
-            max_request_size=4 * 1024 * 1024,
-        )
-        await self._producer.start()
+        k = self.settings.kubernetes
+        publisher = Publisher(self.settings.kafka, timeout_s=k.publish_timeout_s, buffer_bytes=k.publish_buffer_bytes)
+        await publisher.start()
+        self._publisher = publisher
 
     async def close(self) -> None:
         self._thread_stop.set()
@@ -115,9 +111,9 @@ class Collector:
         for t in self._threads:
             await asyncio.to_thread(t.join, 15)
         self._threads.clear()
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        if self._publisher is not None:
+            await self._publisher.stop()
+            self._publisher = None
         for s in self.scrapers.values():
             s.close()
 
@@ -142,23 +138,18 @@ class Collector:
 
     # -- publishing ------------------------------------------------------------
 
-    async def _publish(self, topic: str, kind: str, cluster: str, key: str, value: bytes) -> None:
-        assert self._producer is not None, "Collector.start() first"
-        try:
-            fut = await self._producer.send(topic, value, key=key.encode())
-            await fut
-        except KafkaError as exc:
-            # The idempotent producer already retried; count and say it.
-            SCRAPE_ERRORS.labels(cluster, "publish").inc()
-            log.error("cluster %s: publishing %s record %s failed: %s", cluster, kind, key, exc)
-            return
-        RECORDS_PUBLISHED.labels(cluster, kind).inc()
+    def ready(self) -> bool:
+        """/readyz: started, and no record is being sent again (or waiting long) for Kafka's confirmation."""
+        return self._publisher is not None and not self._publisher.failing
 
-    def _publisher(self, cluster: str, *, topic: str, kind: str) -> Callable[[str, bytes], Any]:
-        async def publish(key: str, value: bytes) -> None:
-            await self._publish(topic, kind, cluster, key, value)
+    def _sender(self, cluster: str, *, topic: str, kind: str) -> Callable[[str, bytes], Any]:
+        publisher = self._publisher
+        assert publisher is not None, "Collector.start() first"
 
-        return publish
+        async def send(key: str, value: bytes) -> asyncio.Future[None]:
+            return await publisher.send(topic, key, value, cluster=cluster, kind=kind)
+
+        return send
 
     # -- running -------------------------------------------------------------
 
@@ -180,9 +171,14 @@ class Collector:
         for name, scraper in self.scrapers.items():
 
             def emit(event: KubeEvent, _cluster: str = name) -> None:
+                publisher = self._publisher
+                assert publisher is not None, "Collector.start() first"
                 data = encode(event)
-                fut = asyncio.run_coroutine_threadsafe(self._publish(self.events_topic, "events", _cluster, event.key, data), loop)
-                fut.result()  # backpressure: the watch thread waits for Kafka's ack
+                fut = asyncio.run_coroutine_threadsafe(
+                    publisher.publish(self.events_topic, event.key, data, cluster=_cluster, kind="events"), loop)
+                # Backpressure: the watch thread waits for Kafka's ack. PublishFailed propagates, so the
+                # watcher does not mark the event seen and offers it again.
+                fut.result()
 
             watcher = EventWatcher(
                 scraper.client,
@@ -225,11 +221,19 @@ class Collector:
                 pass
 
     async def _one(self, name: str) -> PassReport:
-        report = await self.scrapers[name].scrape_once(
-            self._publisher(name, topic=self.metrics_topic, kind="metrics"),
-            publish_quota=self._publisher(name, topic=self.quotas_topic, kind="quotas"),
-            publish_autoscaler=self._publisher(name, topic=self.autoscalers_topic, kind="autoscalers"),
-        )
+        try:
+            report = await self.scrapers[name].scrape_once(
+                self._sender(name, topic=self.metrics_topic, kind="metrics"),
+                publish_quota=self._sender(name, topic=self.quotas_topic, kind="quotas"),
+                publish_autoscaler=self._sender(name, topic=self.autoscalers_topic, kind="autoscalers"),
+            )
+        except Exception as exc:  # noqa: BLE001 - one cluster's bug or payload must not end the others' loops
+            log.exception("cluster %s: pass failed with an unexpected error", name)
+            SCRAPE_ERRORS.labels(name, "internal").inc()
+            report = PassReport(name, errors=1, error=f"cluster {name}: unexpected {type(exc).__name__}: {exc}")
+        watcher = self.watchers.get(name)
+        if watcher is not None:
+            report.events_error = watcher.error
         if report.error:
             log.warning("cluster %s: pass failed: %s", name, report.error)
         if self.on_pass:

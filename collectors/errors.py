@@ -2,6 +2,7 @@
 
     CollectorError
     ├── ClusterConfigError   a cluster entry that cannot be turned into a client (bad kubeconfig, context)
+    ├── PublishFailed        Kafka did not confirm a record within ``kubernetes.publish_timeout_s``
     └── ApiError             the API server answered, but not with what was asked for
         ├── ClusterUnavailable   unreachable, timed out, or 429/5xx still failing after the retries
         ├── AccessDenied         401/403: ``str(exc)`` names the missing ClusterRole rule
@@ -15,6 +16,7 @@ from __future__ import annotations
 __all__ = [
     "CollectorError",
     "ClusterConfigError",
+    "PublishFailed",
     "ApiError",
     "ClusterUnavailable",
     "AccessDenied",
@@ -30,6 +32,18 @@ class CollectorError(Exception):
 
 class ClusterConfigError(CollectorError):
     """A configured cluster cannot be turned into an API client."""
+
+
+class PublishFailed(CollectorError):
+    """A record was not confirmed by Kafka: sent again with backoff until the timeout, or refused for good.
+
+    ``reason`` is the metrics label: the Kafka error's class name, or ``buffer_full`` when the record
+    waited the whole timeout for room in the publish buffer.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ApiError(CollectorError):

@@ -23,6 +23,7 @@ def _table(reports: list) -> object:
         # though the pass ran: it is why the quotas column says 0.
         problem = r.error or "; ".join(
             [f"{n}: {e}" for n, e in list(r.node_errors.items())[:3]] + ([f"quotas: {r.quota_error}"] if r.quota_error else [])
+            + ([f"events: {r.events_error}"] if r.events_error else [])
         )
         table.add_row(
             r.cluster, r.source, str(r.nodes), str(r.pods), str(r.samples), str(r.quotas), str(r.errors), f"{r.duration_s:.2f}", problem or ""
@@ -67,9 +68,9 @@ def register(app: typer.Typer) -> None:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
-                # /healthz, /readyz, /metrics on settings.http_port (0: off); ready once the
-                # collector (and its Kafka producer) has started, i.e. from here until SIGTERM.
-                with start_health_server(settings, ready=lambda: not stop.is_set()):
+                # /healthz, /readyz, /metrics on settings.http_port (0: off); ready from here until
+                # SIGTERM while Kafka confirms what the collector publishes (not while records are resent).
+                with start_health_server(settings, ready=lambda: not stop.is_set() and collector.ready()):
                     await collector.run(iterations=iterations, stop=stop)
                 return 0
 

@@ -210,6 +210,18 @@ class KubernetesSettings(_Group):
     """Parallel node-proxy requests per cluster: high enough for 1,000 nodes in 15 s."""
     retry_max_s: float = Field(60.0, gt=0)
     """Ceiling of the backoff between retries of a failing cluster."""
+    publish_timeout_s: float = Field(120.0, gt=0)
+    """How long a record Kafka does not confirm is sent again (with backoff) before the pass gives it up.
+
+    The pass waits meanwhile (no new scrapes pile up behind a broker that is gone); a scrape given up
+    is counted in ``kubepulse_collector_records_lost_total`` and fails the pass, and an Event is
+    offered again by the watch, never marked seen. 120 s rides out a broker restart or a leader
+    election; eight passes at the 15 s interval is as stale as a metrics scrape is worth waiting for."""
+    publish_buffer_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+    """Bytes of encoded records handed to Kafka and not yet confirmed, across all clusters.
+
+    When it is full a pass waits for room (backpressure) instead of buffering more. 256 MiB holds a
+    little more than one pass of 1,000 nodes of 110 pods (~200 KB a NodeScrape)."""
 
 
 class StreamsSettings(_Group):

@@ -127,12 +127,9 @@ async def run(
 
     stats = RunStats()
     producer = AIOKafkaProducer(
-        **settings.kafka.aiokafka_kwargs(),
-        acks="all",
-        enable_idempotence=True,
+        # Idempotent, acks=all and compressed (kafka.compression_type), like every kubepulse producer.
         # Bigger batches when nothing waits on the clock; small linger keeps paced latency low.
-        linger_ms=20 if no_sleep else 5,
-        max_batch_size=1 << 20,
+        **settings.kafka.producer_kwargs(linger_ms=20 if no_sleep else 5, max_batch_size=1 << 20),
     )
     try:
         await _ensure_topics(settings, [metrics_topic, events_topic, quotas_topic, incidents_topic,

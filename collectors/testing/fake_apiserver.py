@@ -123,6 +123,7 @@ class FakeApiServer:
         self.compacted_rv = 0
         self._event_log: list[tuple[int, str, dict[str, Any]]] = []
         self._watch_generation = 0
+        self._watch_garbage: list[bytes] = []
         self._closed = False
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
@@ -246,6 +247,16 @@ class FakeApiServer:
             self.compacted_rv = self.rv + 1
             self._event_log.clear()
             self._watch_generation += 1
+            self.cond.notify_all()
+
+    def garble_next_watch(self, line: bytes) -> None:
+        """Send ``line`` (not a watch event: e.g. ``b"[]"``) as the first line of the next watch stream, once.
+
+        What a proxy or a broken API server may put on the stream; the collector must survive it.
+        """
+        with self.cond:
+            self._watch_garbage.append(line)
+            self._watch_generation += 1  # open watches end, so the next one carries it
             self.cond.notify_all()
 
     def requests(self, *, verb: str | None = None, resource: str | None = None) -> list[Access]:
@@ -387,8 +398,8 @@ class FakeApiServer:
         h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
 
-        def send(obj: dict[str, Any]) -> None:
-            data = orjson.dumps(obj) + b"\n"
+        def send(obj: dict[str, Any] | bytes) -> None:
+            data = (obj if isinstance(obj, bytes) else orjson.dumps(obj)) + b"\n"
             h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             h.wfile.flush()
 
@@ -397,6 +408,8 @@ class FakeApiServer:
         try:
             with self.cond:
                 generation = self._watch_generation
+                if self._watch_garbage:
+                    send(self._watch_garbage.pop(0))
                 if cursor < self.compacted_rv:
                     # What the real API server does: 200, then one ERROR event with a 410 Status.
                     send({"type": "ERROR", "object": _status(410, "Expired", f"too old resource version: {cursor} ({self.compacted_rv})")})
