@@ -147,7 +147,7 @@ def run(config: ConfigOpt = None) -> None:
         raise typer.Exit(2) from exc
 
     from kubepulse._health import start_health_server
-    from streams.alerting._metrics import DispatcherHealth
+    from streams.alerting import DispatcherHealth
 
     health = DispatcherHealth()
 

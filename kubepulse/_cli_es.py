@@ -86,7 +86,7 @@ def index(config: ConfigOption = None) -> None:
     from kubepulse._health import start_health_server
 
     # /healthz, /readyz and /metrics (the kubepulse_indexing_* counters) on settings.http_port (0: off).
-    from streams._metrics_indexing import HEALTH
+    from streams.indexing import HEALTH
 
     # Not ready while a bulk request is held (Elasticsearch down, a write block, a missing index, bad replies).
     with start_health_server(settings, ready=lambda: bool(app.started) and not app.rebalancing and HEALTH.ready()):

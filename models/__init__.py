@@ -3,6 +3,7 @@
 models/ is the bottom layer: it imports nothing else of kubepulse's.
 """
 
+from models._fingerprint import fingerprint
 from models.codec import decode, encode
 from models.errors import ConfigError, KubepulseModelError, RecordError
 from models.records import (
@@ -38,4 +39,5 @@ __all__ = [
     "MetricStats",
     "decode",
     "encode",
+    "fingerprint",
 ]

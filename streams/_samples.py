@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
 
-from models._fingerprint import fingerprint
+from models import fingerprint
 from models.records import (
     ENTITY_KINDS,
     AlertTransition,

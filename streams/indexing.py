@@ -46,7 +46,8 @@ from models.errors import RecordError
 from models.records import DeadLetter, Record
 from models.settings import Settings
 from streams._metrics_indexing import (BATCHES_FAILED, BUFFER_BYTES, BUFFER_BYTES_PEAK, BULK_SECONDS, DOCS_DEAD_LETTERED, DOCS_HELD,
-                                      DOCS_INDEXED, DOCS_RETRIED, ES_UP, FETCH_PAUSED, HEALTH)
+                                      DOCS_INDEXED, DOCS_RETRIED, ES_UP, FETCH_PAUSED, HEALTH,
+                                      IndexingHealth)
 from streams.deadletter import payload_fields
 from streams.index import INDEXED_KINDS, Document, ElasticsearchSetupError, async_client, documents_for, index_name, install_templates
 from streams.topics import TOPICS, TopicSpec
@@ -68,6 +69,8 @@ __all__ = [
     "register_indexer",
     "create_indexing_app",
     "ElasticsearchSetupError",
+    "HEALTH",
+    "IndexingHealth",
 ]
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from models._fingerprint import fingerprint
+from models import fingerprint
 from models.records import AlertTransition, Anomaly, KubeEvent
 from streams._rules import spec, trend
 from streams._rules.parse import Rule

@@ -6,6 +6,7 @@ delivery guarantees are explained in :mod:`.dispatcher`.
 """
 
 from streams.alerting.config import AlertingConfig, config_from_dict, default_config, load_config
+from streams.alerting._metrics import DispatcherHealth
 from streams.alerting.dispatcher import Dispatcher, MemorySink, Sink
 from streams.alerting.errors import AlertingConfigError, AlertingError, MatcherError, NotifyError, SilenceError
 from streams.alerting.router import Inhibitor, RouteMatch, Router
@@ -17,6 +18,7 @@ __all__ = [
     "AlertingConfigError",
     "AlertingError",
     "Dispatcher",
+    "DispatcherHealth",
     "Inhibitor",
     "MatcherError",
     "MemorySink",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from models._fingerprint import fingerprint
+from models import fingerprint
 from models.records import AlertTransition, KubeEvent, ObjectRef
 
 __all__ = ["alert", "resolved", "pod_event", "T0"]

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from collectors.simulator import Fleet
 from kubepulse.cli import app
-from models._fingerprint import fingerprint
+from models import fingerprint
 from models.codec import encode
 from models.records import AlertTransition, Anomaly, EntityRollup, KubeEvent, ObjectRef, Record
 from models.settings import Settings

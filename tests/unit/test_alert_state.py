@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from models._fingerprint import fingerprint
+from models import fingerprint
 from models.records import AlertTransition
 from models.settings import load_settings
 from streams.rules import RuleEngine, RuleState, entity_partition_key, load_default_rules

@@ -9,7 +9,7 @@ import pytest
 
 from collectors.simulator import Fleet, IncidentPlan, LabelsError
 from collectors.simulator.labels import Detection, matches, read_labels, score, series_days
-from models._fingerprint import fingerprint
+from models import fingerprint
 from models.codec import encode
 from models.records import AlertTransition, Anomaly, Incident
 
