@@ -25,15 +25,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
-
 from collectors._cluster import ClusterScraper, PassReport
 from collectors._events import EventWatcher
 from collectors._metrics import SCRAPE_ERRORS
 from collectors._publish import Publisher
 from collectors.errors import ClusterConfigError, CollectorError
 from models.codec import encode
+from models.kafka import create_topics
 from models.records import KubeEvent
 from models.settings import ClusterSettings, Settings
 from streams.topics import AUTOSCALERS, EVENTS, METRICS, QUOTAS
@@ -98,7 +96,7 @@ class Collector:
                 SCRAPE_ERRORS.labels(c.name, "config").inc()
                 log.error("%s", exc)
         if self.create_topics:
-            await self._ensure_topics()
+            await create_topics(self.settings, [self.metrics_topic, self.events_topic, self.quotas_topic, self.autoscalers_topic])
         k = self.settings.kubernetes
         publisher = Publisher(self.settings.kafka, timeout_s=k.publish_timeout_s, buffer_bytes=k.publish_buffer_bytes)
         await publisher.start()
@@ -116,25 +114,6 @@ class Collector:
             self._publisher = None
         for s in self.scrapers.values():
             s.close()
-
-    async def _ensure_topics(self) -> None:
-        k = self.settings.kafka
-        admin = AIOKafkaAdminClient(**k.aiokafka_kwargs())
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            new = [
-                NewTopic(t, num_partitions=k.topic_partitions, replication_factor=k.topic_replication)
-                for t in (self.metrics_topic, self.events_topic, self.quotas_topic, self.autoscalers_topic)
-                if t not in existing
-            ]
-            if new:
-                try:
-                    await admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass  # another collector or worker created it meanwhile
-        finally:
-            await admin.close()
 
     # -- publishing ------------------------------------------------------------
 

@@ -10,23 +10,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from kubepulse._settings import cli_settings
+
 __all__ = ["register"]
 
 silence_app = typer.Typer(help="Silences: mute matching alerts for a while (seen by every worker).", no_args_is_help=True)
 alerting_app = typer.Typer(help="Alert dispatch: check the routing config, run the dispatcher.", no_args_is_help=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (else $KUBEPULSE_CONFIG).")]
-
-
-def _settings(config: Path | None) -> object:
-    from models.errors import ConfigError
-    from models.settings import load_settings
-
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
 
 
 def _fail(message: str) -> typer.Exit:
@@ -47,7 +38,7 @@ def silence_add(
     from streams.alerting.errors import SilenceError
     from streams.alerting.silences import add_silence, new_silence
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     try:
         seconds = parse_duration(duration)
         silence = new_silence(matchers, duration_s=seconds, created_by=author, comment=comment)
@@ -68,7 +59,7 @@ def silence_list(
 
     from streams.alerting.silences import list_silences
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     now = datetime.now(UTC)
     silences = [s for s in asyncio.run(list_silences(settings)) if show_all or s.ends_at > now]  # type: ignore[arg-type]
     for s in silences:
@@ -91,7 +82,7 @@ def silence_expire(
     from streams.alerting.errors import SilenceError
     from streams.alerting.silences import expire_silence
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     try:
         s = asyncio.run(expire_silence(settings, silence_id))  # type: ignore[arg-type]
     except SilenceError as exc:
@@ -110,7 +101,7 @@ def check_config(
     from streams.alerting.errors import AlertingConfigError
     from streams.alerting.router import Router
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     try:
         cfg = load_config(settings, path=file)  # type: ignore[arg-type]
     except AlertingConfigError as exc:
@@ -138,7 +129,7 @@ def run(config: ConfigOpt = None) -> None:
     from streams.alerting.errors import AlertingConfigError
     from streams.alerting.service import run_dispatcher
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # type: ignore[attr-defined]
     try:
         cfg = load_config(settings)  # type: ignore[arg-type]

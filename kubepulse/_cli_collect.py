@@ -46,14 +46,9 @@ def register(app: typer.Typer) -> None:
 
         from collectors import Collector
         from collectors.errors import CollectorError
-        from models.errors import ConfigError
-        from models.settings import load_settings
+        from kubepulse._settings import cli_settings
 
-        try:
-            settings = load_settings(config)
-        except ConfigError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from exc
+        settings = cli_settings(config)
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
         async def main() -> int:

@@ -52,15 +52,10 @@ def replay(
     """
     from aiokafka.errors import KafkaError
 
-    from models.errors import ConfigError
-    from models.settings import load_settings
+    from kubepulse._settings import cli_settings
     from streams.deadletter import replay_dead_letters
 
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+    settings = cli_settings(config)
     after = parse_since(since) if since else None
     try:
         report = asyncio.run(replay_dead_letters(settings, topic=topic, reason=reason, since=after, dry_run=dry_run))

@@ -11,20 +11,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from kubepulse._settings import cli_settings
+
 __all__ = ["register"]
 
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (else $KUBEPULSE_CONFIG).")]
-
-
-def _settings(config: Path | None, *, es_url: str | None = None) -> Any:
-    from models.errors import ConfigError
-    from models.settings import load_settings
-
-    try:
-        return load_settings(config, **({"elasticsearch": {"url": es_url}} if es_url else {}))
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
 
 
 def top(
@@ -45,7 +36,7 @@ def top(
 
     from kubepulse._top import TopOptions, run_top
 
-    settings = _settings(config, es_url=es_url)
+    settings = cli_settings(config, **({"elasticsearch": {"url": es_url}} if es_url else {}))
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
     console = Console(width=width) if width else Console()
@@ -88,7 +79,7 @@ def demo(
 
     from kubepulse import _demo as D
 
-    base = _settings(config)
+    base = cli_settings(config)
     if run_id is not None and not run_id.replace("-", "").isalnum():
         typer.echo("--run-id takes letters, digits and dashes", err=True)
         raise typer.Exit(2)

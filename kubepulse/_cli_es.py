@@ -10,22 +10,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from kubepulse._settings import cli_settings
+
 __all__ = ["register"]
 
 es_app = typer.Typer(help="Elasticsearch: templates, the indexer, retention.", no_args_is_help=True)
 
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (else $KUBEPULSE_CONFIG).")]
-
-
-def _settings(config: Path | None) -> Any:
-    from models.errors import ConfigError
-    from models.settings import load_settings
-
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
 
 
 def _unreachable(settings: Any, exc: Exception) -> typer.Exit:
@@ -47,7 +38,7 @@ def setup(config: ConfigOption = None) -> None:
 
     from streams.index import ElasticsearchSetupError, async_client, create_first_indices, install_templates
 
-    settings = _settings(config)
+    settings = cli_settings(config)
 
     async def run() -> tuple[list[str], list[str]]:
         client = async_client(settings)
@@ -77,7 +68,7 @@ def index(config: ConfigOption = None) -> None:
     from kubepulse._cli_streams import create_topics
     from streams.indexing import create_indexing_app
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     if settings.log_level != "DEBUG":
         # One INFO line per bulk request is noise; failures still log as warnings.
         logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
@@ -103,7 +94,7 @@ def janitor(
 
     from streams.index import run_janitor, sync_client
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     client = sync_client(settings)
     try:
         report = run_janitor(client, settings, dry_run=dry_run)
@@ -126,7 +117,7 @@ def status(config: ConfigOption = None, as_json: Annotated[bool, typer.Option("-
 
     from streams.index import INDEX_KINDS, alias_name, parse_index_name, sync_client, template_name
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     client = sync_client(settings)
     prefix = settings.elasticsearch.index_prefix
     try:

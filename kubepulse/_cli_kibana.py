@@ -7,6 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from kubepulse._settings import cli_settings
+
 __all__ = ["register"]
 
 kibana_app = typer.Typer(help="Kibana: dashboards, data views and saved searches.", no_args_is_help=True)
@@ -16,17 +18,6 @@ PrefixOption = Annotated[
     Optional[str], typer.Option("--index-prefix", help="Index prefix the data views point at (default: elasticsearch.index_prefix).")
 ]
 FileOption = Annotated[Optional[Path], typer.Option("--file", help="Import this NDJSON instead of the packaged saved objects.")]
-
-
-def _settings(config: Path | None) -> Any:
-    from models.errors import ConfigError
-    from models.settings import load_settings
-
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
 
 
 def _objects(prefix: str, file: Path | None) -> list[dict[str, Any]]:
@@ -62,7 +53,7 @@ def provision(
     from kibana.errors import KibanaError
     from kibana.provision import Provisioner, dashboard_urls, summary
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     prefix = index_prefix or settings.elasticsearch.index_prefix
     objects = _objects(prefix, file)
     url = url or settings.alerting.kibana_url
@@ -101,7 +92,7 @@ def export(
     """Write the saved objects as NDJSON (``kibana/saved_objects.ndjson`` is this for the default prefix)."""
     from kibana.saved_objects import build, check, to_ndjson
 
-    prefix = index_prefix or _settings(config).elasticsearch.index_prefix
+    prefix = index_prefix or cli_settings(config).elasticsearch.index_prefix
     objects = build(prefix)
     check(objects)
     file.write_text(to_ndjson(objects), encoding="utf-8")

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from kubepulse._settings import cli_settings
+
 __all__ = ["register"]
 
 report_app = typer.Typer(help="Capacity planning and right-sizing from the hourly rollups in Elasticsearch.", no_args_is_help=True)
@@ -23,12 +25,6 @@ class Format(str, Enum):
     table = "table"
     json = "json"
     kubectl = "kubectl"
-
-
-def _settings(config: Path | None) -> Any:
-    from kubepulse._cli_es import _settings as load
-
-    return load(config)
 
 
 def _run(settings: Any, fn: Any, **kw: Any) -> Any:
@@ -75,7 +71,7 @@ def capacity(
     """Days until CPU and memory requests, memory working set and filesystems reach allocatable, quota or capacity; idle capacity."""
     from kubepulse.report import capacity_report, capacity_table
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     records = _run(settings, capacity_report, cluster=cluster, history_days=history_days, horizon_days=horizon_days, at=_utc(at))
     if as_json:
         for r in records:
@@ -97,7 +93,7 @@ def rightsize(
     """Recommended CPU and memory requests and limits per workload and container, the waste against today's requests."""
     from kubepulse.report import kubectl_commands, rightsize_report, rightsize_table
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     records = _run(settings, rightsize_report, cluster=cluster, namespace=namespace, history_days=history_days, at=_utc(at))
     if as_json or fmt is Format.json:
         for r in records:
@@ -120,7 +116,7 @@ def run(
     from kubepulse.report import install, run_reports
     from streams.index import ElasticsearchSetupError
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     try:
         install(settings)
     except ElasticsearchSetupError as exc:

@@ -47,8 +47,7 @@ def simulate(
     from datetime import timezone
 
     from collectors.simulator import Fleet, IncidentPlan, SimulatorError, run
-    from models.errors import ConfigError
-    from models.settings import load_settings
+    from kubepulse._settings import cli_settings
 
     overrides = {
         k: v
@@ -64,11 +63,7 @@ def simulate(
         }.items()
         if v is not None
     }
-    try:
-        settings = load_settings(config, simulator=overrides) if overrides else load_settings(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+    settings = cli_settings(config, **({"simulator": overrides} if overrides else {}))
     if fast and intervals is None:
         typer.echo("--fast needs --intervals N (how many intervals to generate)", err=True)
         raise typer.Exit(2)

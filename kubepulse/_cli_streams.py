@@ -4,52 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+from kubepulse._settings import cli_settings
+
+if TYPE_CHECKING:
+    from models.settings import Settings
 
 __all__ = ["register", "create_topics"]
 
 topics_app = typer.Typer(help="kubepulse's Kafka topics.", no_args_is_help=True)
 
 
-async def create_topics(settings: object) -> list[str]:
+async def create_topics(settings: Settings) -> list[str]:
     """Create every kubepulse topic under the settings' prefix (existing ones are kept); return the new names."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from streams.topics import create_topics as create  # imported when used: the CLI starts without pydantic models
 
-    from streams.topics import TOPICS
-
-    k = settings.kafka  # type: ignore[attr-defined]
-    admin = AIOKafkaAdminClient(**k.aiokafka_kwargs())
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        new = [
-            NewTopic(
-                spec.named(k.topic_prefix),
-                num_partitions=k.topic_partitions,
-                replication_factor=k.topic_replication,
-                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
-            )
-            for spec in TOPICS
-            if spec.named(k.topic_prefix) not in existing
-        ]
-        if new:
-            await admin.create_topics(new)
-        return [t.name for t in new]
-    finally:
-        await admin.close()
-
-
-def _settings(config: Path | None) -> object:
-    from models.errors import ConfigError
-    from models.settings import load_settings
-
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+    return await create(settings)
 
 
 @topics_app.command("create")
@@ -57,7 +30,7 @@ def topics_create(
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (else $KUBEPULSE_CONFIG).")] = None,
 ) -> None:
     """Create all kubepulse topics with kafka.topic_partitions partitions (existing topics are left alone)."""
-    settings = _settings(config)
+    settings = cli_settings(config)
     created = asyncio.run(create_topics(settings))
     for name in created:
         typer.echo(f"created {name}")
@@ -75,7 +48,7 @@ def worker(
 
     from streams.alerting import AlertingConfigError
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     asyncio.run(create_topics(settings))
     try:
         app = create_app(settings)  # type: ignore[arg-type]

@@ -382,8 +382,10 @@ class Children:
 
 async def _lag(settings: Settings, group: str, topics: Sequence[str]) -> int:
     """Messages of ``topics`` not yet committed by ``group`` (a group that never committed lags by everything)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
+
+    from models.kafka import topic_partitions
 
     admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
     consumer = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), group_id=None, enable_auto_commit=False)
@@ -391,13 +393,7 @@ async def _lag(settings: Settings, group: str, topics: Sequence[str]) -> int:
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        tps = []
-        for t in topics:
-            parts = consumer.partitions_for_topic(t)
-            if parts is None:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(t) or set()
-            tps += [TopicPartition(t, p) for p in parts]
+        tps = [tp for t in topics for tp in await topic_partitions(consumer, t, timeout=0.1)]
         ends = await consumer.end_offsets(tps) if tps else {}
         lag = 0
         for tp, end in ends.items():
@@ -469,34 +465,10 @@ async def es_counts(plan: DemoPlan) -> dict[str, int]:
 
 
 async def _read_topic(settings: Settings, topic: str) -> list[bytes]:
-    """Every value on ``topic`` (from the beginning to the end offsets read at the start)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    """Every value on ``topic`` (from the beginning to the end offsets read at the start); none for a missing topic."""
+    from models.kafka import read_to_end
 
-    consumer = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    out: list[bytes] = []
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return out
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-            for tp, msgs in batch.items():
-                out.extend(m.value for m in msgs if m.value is not None)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
-    return out
+    return [value for _, value in await read_to_end(settings, topic, timeout=0.1, missing_ok=True) if value is not None]
 
 
 def _count_samples(values: Sequence[bytes]) -> int:

@@ -36,9 +36,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from models.kafka import records_to_end, topic_partitions
 from models.records import AlertTransition, DeadLetter, Record
 from models.settings import Settings
 from streams import _metrics as M
@@ -525,7 +526,8 @@ class PublishedAlerts:
         try:
             seq: dict[str, int] = {}
             since = int((datetime.now(UTC) - _ALERT_HISTORY).timestamp() * 1000)
-            async for m in _read_to_end(consumer, self.topic, since_ms=since):
+            tps = await topic_partitions(consumer, self.topic, timeout=0.1)  # none yet: nothing was published
+            async for m in records_to_end(consumer, tps, since_ms=since):
                 fp = m.key.decode() if m.key else ""
                 n = _sequence_of(m.value)
                 if n > seq.get(fp, 0):
@@ -544,35 +546,6 @@ class PublishedAlerts:
             return False
         self.seq[t.fingerprint] = t.sequence
         return True
-
-
-async def _read_to_end(consumer: AIOKafkaConsumer, topic: str, *, since_ms: int | None = None) -> Any:
-    """Every record of ``topic`` (from ``since_ms``, else the beginning) up to its end as of now."""
-    parts = consumer.partitions_for_topic(topic)
-    if parts is None:
-        await consumer._client.force_metadata_update()
-        parts = consumer.partitions_for_topic(topic) or set()
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
-    if not tps:
-        return
-    consumer.assign(tps)
-    ends = await consumer.end_offsets(tps)
-    if since_ms is not None:
-        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-        for tp in tps:
-            st = starts.get(tp)
-            consumer.seek(tp, ends[tp] if st is None else st.offset)
-    else:
-        await consumer.seek_to_beginning(*tps)
-    remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-    while remaining:
-        batch = await consumer.getmany(*remaining, timeout_ms=1000)
-        for msgs in batch.values():
-            for m in msgs:
-                yield m
-        for tp in list(remaining):
-            if await consumer.position(tp) >= ends[tp]:
-                remaining.discard(tp)
 
 
 def _sequence_of(value: bytes | None) -> int:

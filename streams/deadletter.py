@@ -178,18 +178,18 @@ async def replay_dead_letters(
     worker's decoder and by the indexer's) is sent once. A dead letter about the dead-letter topic
     itself is never replayed into it.
     """
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from models.codec import decode
+    from models.kafka import records_to_end, topic_partitions
     from streams.topics import DEADLETTER
 
     k = settings.kafka
-    dl_topic = DEADLETTER.named(k.topic_prefix)
-    wanted = {topic, k.topic_prefix + topic} if topic else None
-    needle = reason.lower() if reason else None
-    report = ReplayReport()
-    seen: set[tuple[Any, ...]] = set()
+    choose = _ReplayChoice(
+        dl_topic=DEADLETTER.named(k.topic_prefix),
+        wanted={topic, k.topic_prefix + topic} if topic else None,
+        needle=reason.lower() if reason else None,
+        since=since,
+    )
     consumer = AIOKafkaConsumer(**k.aiokafka_kwargs(), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=2 * 2**20)
     producer = None if dry_run else AIOKafkaProducer(**k.producer_kwargs(), max_request_size=2 * 2**20)
@@ -197,59 +197,61 @@ async def replay_dead_letters(
     try:
         if producer is not None:
             await producer.start()
-        admin = AIOKafkaAdminClient(**k.aiokafka_kwargs())
-        await admin.start()
-        try:
-            described = await admin.describe_topics([dl_topic])
-        finally:
-            await admin.close()
-        numbers = [p["partition"] for t in described if t.get("topic") == dl_topic and not t.get("error_code") for p in t["partitions"]]
-        tps = [TopicPartition(dl_topic, p) for p in sorted(numbers)]
-        if not tps:
-            return report
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        left = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
+        tps = await topic_partitions(consumer, choose.dl_topic, timeout=1.0)  # no dead-letter topic: nothing to replay
         futures = []
-        while left:
-            batches = await consumer.getmany(*left, timeout_ms=1000)
-            for tp, messages in batches.items():
-                for m in messages:
-                    if m.offset >= ends[tp]:
-                        continue
-                    report.read += 1
-                    try:
-                        dl = decode(DeadLetter, m.value)
-                    except RecordError:
-                        report.unreadable += 1
-                        continue
-                    if wanted is not None and dl.source_topic not in wanted:
-                        continue
-                    if needle is not None and needle not in dl.reason.lower() and needle != dl.error_type.lower():
-                        continue
-                    if since is not None and dl.occurred_at < since:
-                        continue
-                    report.matched += 1
-                    data = original_payload(dl)
-                    if data is None or dl.source_topic == dl_topic:
-                        report.not_replayable += 1
-                        continue
-                    ident = (dl.source_topic, dl.partition, dl.offset) if dl.offset is not None else (dl.source_topic, dl.payload_sha256)
-                    if ident in seen:
-                        report.duplicates += 1
-                        continue
-                    seen.add(ident)
-                    report.replayed += 1
-                    report.by_topic[dl.source_topic] = report.by_topic.get(dl.source_topic, 0) + 1
-                    if producer is not None:
-                        key = dl.key.encode() if dl.key is not None else None
-                        futures.append(await producer.send(dl.source_topic, data, key=key))
-            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
+        async for m in records_to_end(consumer, tps, only_before_end=True):
+            chosen = choose.replayable(m.value)
+            if chosen is not None and producer is not None:
+                dl, data = chosen
+                key = dl.key.encode() if dl.key is not None else None
+                futures.append(await producer.send(dl.source_topic, data, key=key))
         # Confirmed: each send acknowledged by every in-sync replica (acks=all) before the count is reported.
         await asyncio.gather(*futures)
     finally:
         await consumer.stop()
         if producer is not None:
             await producer.stop()
-    return report
+    return choose.report
+
+
+@dataclass
+class _ReplayChoice:
+    """Which dead letters a replay sends, counting each one read into ``report``."""
+
+    dl_topic: str
+    wanted: set[str] | None
+    needle: str | None
+    since: datetime | None
+    report: ReplayReport = field(default_factory=ReplayReport)
+    seen: set[tuple[Any, ...]] = field(default_factory=set)
+
+    def replayable(self, value: bytes | None) -> tuple[DeadLetter, bytes] | None:
+        """The dead letter in ``value`` and its original bytes if it is to be sent (whole, not sent before), else None."""
+        from models.codec import decode
+
+        report = self.report
+        report.read += 1
+        try:
+            dl = decode(DeadLetter, value)
+        except RecordError:
+            report.unreadable += 1
+            return None
+        if self.wanted is not None and dl.source_topic not in self.wanted:
+            return None
+        if self.needle is not None and self.needle not in dl.reason.lower() and self.needle != dl.error_type.lower():
+            return None
+        if self.since is not None and dl.occurred_at < self.since:
+            return None
+        report.matched += 1
+        data = original_payload(dl)
+        if data is None or dl.source_topic == self.dl_topic:
+            report.not_replayable += 1
+            return None
+        ident = (dl.source_topic, dl.partition, dl.offset) if dl.offset is not None else (dl.source_topic, dl.payload_sha256)
+        if ident in self.seen:
+            report.duplicates += 1
+            return None
+        self.seen.add(ident)
+        report.replayed += 1
+        report.by_topic[dl.source_topic] = report.by_topic.get(dl.source_topic, 0) + 1
+        return dl, data

@@ -6,7 +6,9 @@ Faust); ``streams.app`` turns the same specs into Faust topics.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from models.records import (
     AlertTransition,
@@ -23,6 +25,9 @@ from models.records import (
     Record,
     Silence,
 )
+
+if TYPE_CHECKING:
+    from models.settings import Settings
 
 __all__ = [
     "TopicSpec",
@@ -41,6 +46,7 @@ __all__ = [
     "ALERT_GROUPS",
     "AGGREGATES_REPARTITION",
     "spec_for",
+    "create_topics",
 ]
 
 
@@ -96,3 +102,13 @@ def spec_for(name_or_kind: str) -> TopicSpec:
         if name_or_kind in (t.name, t.kind):
             return t
     raise KeyError(f"no kubepulse topic {name_or_kind!r}; known: {', '.join(t.name for t in TOPICS)}")
+
+
+async def create_topics(settings: Settings, specs: Iterable[TopicSpec] = TOPICS) -> list[str]:
+    """Create the topics of ``specs`` (all of kubepulse's by default) under the settings' prefix, compacted
+    ones with ``cleanup.policy=compact``; existing ones are kept. Returns the names created."""
+    from models.kafka import create_topics as create  # aiokafka only when topics are created
+
+    prefix = settings.kafka.topic_prefix
+    specs = list(specs)
+    return await create(settings, [s.named(prefix) for s in specs], compacted={s.named(prefix) for s in specs if s.compacted})

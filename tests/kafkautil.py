@@ -6,9 +6,9 @@ import asyncio
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from models import kafka
 from models.codec import encode
 from models.records import Record
 from models.settings import Settings
@@ -25,15 +25,8 @@ def new_run_id() -> str:
 
 
 async def create_topics(settings: Settings, names: list[str], *, partitions: int = 4) -> None:
-    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        new = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
-        if new:
-            await admin.create_topics(new)
-    finally:
-        await admin.close()
+    """The test topics ``names``, with ``partitions`` partitions on the one local broker."""
+    await kafka.create_topics(settings, names, partitions=partitions, replication=1)
 
 
 async def produce(settings: Settings, topic: str, items: list[tuple[str | None, Record | bytes]]) -> None:
@@ -59,14 +52,10 @@ async def consume(settings: Settings, topic: str, *, count: int, timeout: float 
     out: list[tuple[str | None, bytes]] = []
     try:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic)
-            if parts:
-                consumer.assign([TopicPartition(topic, p) for p in parts])
-                await consumer.seek_to_beginning()
-                break
-            await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.2)
+        tps = await kafka.topic_partitions(consumer, topic, timeout=timeout)
+        if tps:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning()
         while len(out) < count and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for msgs in batch.values():

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import IO
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
 from models.codec import encode
+from models.kafka import create_topics
 from models.records import Incident
 from models.settings import Settings
 from streams.topics import AUTOSCALERS, EVENTS, INCIDENTS, METRICS, QUOTAS
@@ -65,26 +65,6 @@ class RunStats:
             "first_timestamp": self.first_timestamp.isoformat() if self.first_timestamp else None,
             "last_timestamp": self.last_timestamp.isoformat() if self.last_timestamp else None,
         }
-
-
-async def _ensure_topics(settings: Settings, names: list[str]) -> None:
-    """Create the topics we write if missing, with the configured partitions (never rely on auto-create)."""
-    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=settings.kafka.topic_partitions, replication_factor=settings.kafka.topic_replication) for n in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass  # another process (a worker, a second simulator) won the race: fine
-            # Right after creation a partition may answer NotLeaderForPartition for a
-            # moment: the producer retries (aiokafka logs a warning), nothing is lost.
-    finally:
-        await admin.close()
 
 
 async def run(
@@ -132,7 +112,7 @@ async def run(
         **settings.kafka.producer_kwargs(linger_ms=20 if no_sleep else 5, max_batch_size=1 << 20),
     )
     try:
-        await _ensure_topics(settings, [metrics_topic, events_topic, quotas_topic, incidents_topic,
+        await create_topics(settings, [metrics_topic, events_topic, quotas_topic, incidents_topic,
                                         *([autoscalers_topic] if autoscalers_topic else [])])
         await producer.start()
     except KafkaError as exc:

@@ -25,12 +25,12 @@ from models.errors import RecordError
 from models.records import AlertGroupState, AlertTransition, DeadLetter, KubeEvent, Notification, Silence
 from models.settings import Settings
 from streams._metrics import DEAD_LETTERS
-from streams.alerting._kafka import assign_all, ensure_topics, read_to_end
+from models.kafka import assign_all, read_to_end
 from streams.alerting._metrics import COMMIT_FAILURES, DispatcherHealth
 from streams.alerting.config import AlertingConfig, load_config
 from streams.alerting.dispatcher import Dispatcher
 from streams.alerting.errors import MatcherError
-from streams.topics import ALERT_GROUPS, ALERTS, DEADLETTER, EVENTS, NOTIFICATIONS, SILENCES
+from streams.topics import ALERT_GROUPS, ALERTS, DEADLETTER, EVENTS, NOTIFICATIONS, SILENCES, create_topics
 
 __all__ = ["KafkaSink", "run_dispatcher", "register_dispatcher"]
 
@@ -207,7 +207,7 @@ async def run_dispatcher(
     config = config or load_config(settings)
     stop = stop or asyncio.Event()
     prefix = settings.kafka.topic_prefix
-    await ensure_topics(settings, [ALERTS, EVENTS, NOTIFICATIONS, DEADLETTER, SILENCES, ALERT_GROUPS])
+    await create_topics(settings, [ALERTS, EVENTS, NOTIFICATIONS, DEADLETTER, SILENCES, ALERT_GROUPS])
     producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=0)
     await producer.start()
     health = health or DispatcherHealth()
@@ -232,7 +232,7 @@ async def run_dispatcher(
             await _put_silence(dispatcher, sink, SILENCES.named(prefix), key, value)
         await side.start()
         sil_tps = await assign_all(side, SILENCES.named(prefix))
-        ev_tps = [TopicPartition(EVENTS.named(prefix), p) for p in sorted(await _partitions(side, EVENTS.named(prefix)))]
+        ev_tps = await assign_all(side, EVENTS.named(prefix))
         side.assign(sil_tps + ev_tps)
         sil_end = await side.end_offsets(sil_tps)
         for tp in sil_tps:
@@ -358,18 +358,6 @@ async def _retrying_writes(settings: Settings, health: DispatcherHealth, stop: a
             return  # stopping: the uncommitted batch is the next owner's
         await asyncio.sleep(delay)
         delay = min(5.0, delay * 2)
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    deadline = time.monotonic() + 30
-    while True:
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return set(parts)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic} has no partitions")
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public call
-        await asyncio.sleep(0.1)
 
 
 async def _put_silence(

@@ -17,10 +17,10 @@ from models.codec import decode, encode
 from models.errors import RecordError
 from models.records import Silence
 from models.settings import Settings
-from streams.alerting._kafka import ensure_topics, read_to_end
+from models.kafka import read_to_end
 from streams.alerting._matchers import Matcher, matches_all, parse_matcher
 from streams.alerting.errors import MatcherError, SilenceError
-from streams.topics import SILENCES
+from streams.topics import SILENCES, create_topics
 
 __all__ = ["SilenceStore", "new_silence", "add_silence", "list_silences", "expire_silence"]
 
@@ -92,7 +92,7 @@ def new_silence(
 
 
 async def _publish(settings: Settings, silence: Silence) -> None:
-    await ensure_topics(settings, [SILENCES])
+    await create_topics(settings, [SILENCES])
     producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
@@ -111,7 +111,7 @@ async def add_silence(settings: Settings, silence: Silence) -> Silence:
 
 async def list_silences(settings: Settings) -> list[Silence]:
     """The latest version of every silence on the topic (undecodable records are skipped)."""
-    await ensure_topics(settings, [SILENCES])
+    await create_topics(settings, [SILENCES])
     store: dict[str, Silence] = {}
     for key, value in await read_to_end(settings, SILENCES.named(settings.kafka.topic_prefix)):
         if value is None:
