@@ -99,14 +99,15 @@ async def records_to_end(
     if not tps:
         return
     consumer.assign(tps)
-    ends = await consumer.end_offsets(tps)
     if since_ms is not None:
+        ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
         for tp in tps:
             start = starts.get(tp)
             consumer.seek(tp, ends[tp] if start is None else start.offset)
     else:
         await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
     remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
     while remaining:
         batch = await consumer.getmany(*remaining, timeout_ms=500)
@@ -130,12 +131,9 @@ async def read_to_end(
     consumer = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        try:
-            tps = await assign_all(consumer, topic, timeout=timeout)
-        except TimeoutError:
-            if missing_ok:
-                return []
-            raise
+        tps = await topic_partitions(consumer, topic, timeout=timeout)
+        if not tps and not missing_ok:
+            raise TimeoutError(f"topic {topic} has no partitions after {timeout:.0f} s")
         return [(m.key, m.value) async for m in records_to_end(consumer, tps)]
     finally:
         await consumer.stop()
