@@ -341,29 +341,8 @@ class ClusterScraper:
             # node would answer 403, so learn it once and switch source.
             first = await node_result(nodes[0])
             if isinstance(first[1], AccessDenied):
-                if not self._warned_fallback:
-                    log.warning(
-                        "%s. Falling back to metrics.k8s.io (CPU and memory only) until it is granted.", first[1]
-                    )
-                    self._warned_fallback = True
-                self.source = "metrics.k8s.io"
                 rest = []
-                try:
-                    results, bad = await loop.run_in_executor(self.pool, self._metrics_pass, nodes, pod_index)
-                except ApiError as exc:
-                    report.error = str(exc)
-                    report.errors += 1
-                    SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
-                except Exception as exc:  # noqa: BLE001 - fails this cluster's pass only
-                    log.exception("cluster %s: metrics.k8s.io pass: unexpected error", self.cluster)
-                    report.error = f"cluster {self.cluster}: metrics.k8s.io: unexpected {type(exc).__name__}: {exc}"
-                    report.errors += 1
-                    SCRAPE_ERRORS.labels(self.cluster, "internal").inc()
-                else:
-                    for reason in bad:
-                        report.errors += 1
-                        SCRAPE_ERRORS.labels(self.cluster, MalformedPayload.reason).inc()
-                        log.warning("cluster %s: metrics.k8s.io item skipped (malformed): %s", self.cluster, reason)
+                results = await self._fallback_pass(first[1], nodes, pod_index, report)
             else:
                 if self.source != "summary":
                     log.warning("cluster %s: nodes/proxy is allowed again; back to the kubelet Summary API", self.cluster)
@@ -373,6 +352,40 @@ class ClusterScraper:
                 rest = nodes[1:]
         report.source = self.source
 
+        await self._publish_nodes(publish, report, results, [node_result(n) for n in rest])
+        # Forget counters of pods gone for a while (ten intervals).
+        self.counters.sweep(10 * self.kube.interval_s)
+        return True
+
+    async def _fallback_pass(self, denied: AccessDenied, nodes: list[NodeInfo], pod_index: dict[tuple[str, str], PodInfo],
+                             report: PassReport) -> list[tuple[str, Any]]:
+        """nodes/proxy is forbidden: every node's CPU and memory from metrics.k8s.io instead (nothing on a failure)."""
+        if not self._warned_fallback:
+            log.warning("%s. Falling back to metrics.k8s.io (CPU and memory only) until it is granted.", denied)
+            self._warned_fallback = True
+        self.source = "metrics.k8s.io"
+        try:
+            results, bad = await asyncio.get_running_loop().run_in_executor(self.pool, self._metrics_pass, nodes, pod_index)
+        except ApiError as exc:
+            report.error = str(exc)
+            report.errors += 1
+            SCRAPE_ERRORS.labels(self.cluster, exc.reason).inc()
+            return []
+        except Exception as exc:  # noqa: BLE001 - fails this cluster's pass only
+            log.exception("cluster %s: metrics.k8s.io pass: unexpected error", self.cluster)
+            report.error = f"cluster {self.cluster}: metrics.k8s.io: unexpected {type(exc).__name__}: {exc}"
+            report.errors += 1
+            SCRAPE_ERRORS.labels(self.cluster, "internal").inc()
+            return []
+        for reason in bad:
+            report.errors += 1
+            SCRAPE_ERRORS.labels(self.cluster, MalformedPayload.reason).inc()
+            log.warning("cluster %s: metrics.k8s.io item skipped (malformed): %s", self.cluster, reason)
+        return results
+
+    async def _publish_nodes(self, publish: Publish, report: PassReport, results: list[tuple[str, Any]],
+                             pending: list[Awaitable[tuple[str, Any]]]) -> None:
+        """Hand each node's scrape to Kafka (``results`` first, then ``pending`` as they finish); count what Kafka confirmed."""
         sent: list[tuple[str, Awaitable[None]]] = []
         counts: list[tuple[int, int]] = []
 
@@ -390,7 +403,7 @@ class ClusterScraper:
 
         for name, result in results:
             await handle(name, result)
-        for fut in asyncio.as_completed([node_result(n) for n in rest]):
+        for fut in asyncio.as_completed(pending):
             name, result = await fut
             await handle(name, result)
         # Nodes, pods and samples count once Kafka confirmed them.
@@ -399,6 +412,3 @@ class ClusterScraper:
                 report.nodes += 1
                 report.pods += npods
                 report.samples += nsamples
-        # Forget counters of pods gone for a while (ten intervals).
-        self.counters.sweep(10 * self.kube.interval_s)
-        return True

@@ -75,8 +75,6 @@ def demo(
     summary whose last line is JSON. Ctrl-C stops what the demo started and
     leaves Kafka and Elasticsearch running (`deploy/local/stack down` stops them).
     """
-    from rich.console import Console
-
     from kubepulse import _demo as D
 
     base = cli_settings(config)
@@ -90,6 +88,41 @@ def demo(
         # pipeline drains in seconds on a busy machine. The live view gets "a few dozen nodes".
         nodes=nodes or (4 if duration is not None else 8), pods=pods or (6 if duration is not None else 10),
     )
+    say = typer.echo
+    _prepare(plan, base)
+    children = D.Children(plan, environ=dict(os.environ))
+    exit_code = 0
+    summary: dict[str, Any] | None = None
+    try:
+        children.start_all()
+        if plan.unattended:
+            assert duration is not None
+            _run_unattended(plan, children, duration=duration, drain_timeout=drain_timeout)
+        else:
+            _run_live(plan, children)
+        children.stop()
+        summary = asyncio.run(D.summarize(plan))
+    except D.DemoError as exc:
+        say(f"demo: {exc}", err=True)
+        exit_code = 1
+    except KeyboardInterrupt:
+        say("\nCtrl-C: stopping what the demo started")
+        exit_code = 130
+    finally:
+        _stop_and_clean_up(plan, children, summary)
+    if summary is not None:
+        bad = D.problems(summary)
+        if bad:
+            say("demo: the pipeline processed nothing: " + "; ".join(bad), err=True)
+            exit_code = exit_code or 1
+        say(D.format_summary(plan, summary).splitlines()[-1])
+    raise typer.Exit(exit_code)
+
+
+def _prepare(plan: Any, base: Any) -> None:
+    """Check the servers, create the run's topics and templates, and say what the run is."""
+    from kubepulse import _demo as D
+
     say = typer.echo
     say(f"kubepulse demo {plan.run_id}: logs in {plan.workdir}")
     try:
@@ -107,81 +140,86 @@ def demo(
     say(f"  kafka topics {s.kafka.topic_prefix}kubepulse.*, elasticsearch {s.elasticsearch.index_prefix}-*, "
         f"notifications to {plan.notifications_file}" + (" and PagerDuty/Slack" if "KUBEPULSE_ALERTING__CONFIG_FILE" in plan.env_overrides else ""))
 
-    children = D.Children(plan, environ=dict(os.environ))
-    exit_code = 0
-    summary: dict[str, Any] | None = None
+
+def _died(children: Any) -> str | None:
+    """What went wrong if one of the demo's processes exited, with the end of its log."""
+    dead = children.failed()
+    if dead is None:
+        return None
+    return f"{dead.name} exited with {dead.proc.returncode}; last lines of {dead.log_path}:\n{dead.tail()}"
+
+
+def _run_unattended(plan: Any, children: Any, *, duration: float, drain_timeout: float) -> None:
+    """Run for ``duration`` s with a status line every 15 s, stop the source, drain, print one frame."""
+    from kubepulse import _demo as D
+
+    say = typer.echo
+
+    def check() -> None:
+        reason = _died(children)
+        if reason is not None:
+            raise D.DemoError(reason)
+
+    began = time.monotonic()
+    next_line = began + 15
+    while (left := began + duration - time.monotonic()) > 0:
+        check()
+        time.sleep(min(1.0, left))
+        if time.monotonic() >= next_line:
+            say(D.status_line(plan, time.monotonic() - began, asyncio.run(D.es_counts(plan))))
+            next_line += 15
+    say(f"  stopping the {children.source} after {duration:g} s; waiting for the pipeline to catch up")
+    children.stop([children.source])
+    lags = asyncio.run(D.drain(plan, timeout=drain_timeout, alive=check))
+    if any(lags.values()):
+        say(f"  still behind after {drain_timeout:g} s: {lags} (counted as is)")
+    _print_frame(plan)
+
+
+def _run_live(plan: Any, children: Any) -> None:
+    """The live `top` view until Ctrl-C or until one of the demo's processes exits."""
+    from rich.console import Console
+
+    from kubepulse import _demo as D
+    from kubepulse._top import TopOptions, run_top
+
+    say = typer.echo
+    say("  starting; the view fills in as data arrives. Ctrl-C stops the demo (Kafka and Elasticsearch keep running).")
+    time.sleep(2)
+    stop_reason: list[str] = []
+
+    def stop() -> bool:
+        reason = _died(children)
+        if reason is not None:
+            stop_reason.append(reason)
+        return reason is not None
+
     try:
-        children.start_all()
-
-        def check() -> None:
-            dead = children.failed()
-            if dead is not None:
-                raise D.DemoError(f"{dead.name} exited with {dead.proc.returncode}; last lines of {dead.log_path}:\n{dead.tail()}")
-
-        if plan.unattended:
-            assert duration is not None
-            began = time.monotonic()
-            next_line = began + 15
-            while (left := began + duration - time.monotonic()) > 0:
-                check()
-                time.sleep(min(1.0, left))
-                if time.monotonic() >= next_line:
-                    say(D.status_line(plan, time.monotonic() - began, asyncio.run(D.es_counts(plan))))
-                    next_line += 15
-            say(f"  stopping the {children.source} after {duration:g} s; waiting for the pipeline to catch up")
-            children.stop([children.source])
-            lags = asyncio.run(D.drain(plan, timeout=drain_timeout, alive=check))
-            if any(lags.values()):
-                say(f"  still behind after {drain_timeout:g} s: {lags} (counted as is)")
-            _print_frame(plan)
-        else:
-            from kubepulse._top import TopOptions, run_top
-
-            say("  starting; the view fills in as data arrives. Ctrl-C stops the demo (Kafka and Elasticsearch keep running).")
-            time.sleep(2)
-            stop_reason: list[str] = []
-
-            def stop() -> bool:
-                dead = children.failed()
-                if dead is not None:
-                    stop_reason.append(f"{dead.name} exited with {dead.proc.returncode}; last lines of {dead.log_path}:\n{dead.tail()}")
-                return dead is not None
-
-            try:
-                run_top(s, TopOptions(since=plan.since), interval_s=3.0, console=Console(), stop=stop)
-            except KeyboardInterrupt:
-                say("\nCtrl-C: stopping what the demo started")
-            if stop_reason:
-                raise D.DemoError(stop_reason[0])
-        children.stop()
-        summary = asyncio.run(D.summarize(plan))
-    except D.DemoError as exc:
-        say(f"demo: {exc}", err=True)
-        exit_code = 1
+        run_top(plan.settings, TopOptions(since=plan.since), interval_s=3.0, console=Console(), stop=stop)
     except KeyboardInterrupt:
         say("\nCtrl-C: stopping what the demo started")
-        exit_code = 130
-    finally:
-        codes = children.stop()
-        if codes:
-            say("  stopped " + ", ".join(f"{k} ({v})" for k, v in codes.items()))
-        if summary is not None:
-            # The readable part now, the JSON line last (after the clean-up notes).
-            say("\n".join(D.format_summary(plan, summary).splitlines()[:-1]))
-        if not plan.keep:
-            try:
-                for line in asyncio.run(D.cleanup(plan, indices=plan.unattended)):
-                    say(f"  {line}")
-            except Exception as exc:  # noqa: BLE001 - clean-up is best effort; the data is the run's own
-                say(f"  clean-up failed: {exc!r}", err=True)
-        say("  Kafka and Elasticsearch are still running: `deploy/local/stack down` stops them.")
+    if stop_reason:
+        raise D.DemoError(stop_reason[0])
+
+
+def _stop_and_clean_up(plan: Any, children: Any, summary: dict[str, Any] | None) -> None:
+    """Stop every child, print the readable summary, delete the run's topics (and, unattended, indices) unless --keep."""
+    from kubepulse import _demo as D
+
+    say = typer.echo
+    codes = children.stop()
+    if codes:
+        say("  stopped " + ", ".join(f"{k} ({v})" for k, v in codes.items()))
     if summary is not None:
-        bad = D.problems(summary)
-        if bad:
-            say("demo: the pipeline processed nothing: " + "; ".join(bad), err=True)
-            exit_code = exit_code or 1
-        say(D.format_summary(plan, summary).splitlines()[-1])
-    raise typer.Exit(exit_code)
+        # The readable part now, the JSON line last (after the clean-up notes).
+        say("\n".join(D.format_summary(plan, summary).splitlines()[:-1]))
+    if not plan.keep:
+        try:
+            for line in asyncio.run(D.cleanup(plan, indices=plan.unattended)):
+                say(f"  {line}")
+        except Exception as exc:  # noqa: BLE001 - clean-up is best effort; the data is the run's own
+            say(f"  clean-up failed: {exc!r}", err=True)
+    say("  Kafka and Elasticsearch are still running: `deploy/local/stack down` stops them.")
 
 
 def _print_frame(plan: Any) -> None:

@@ -7,9 +7,14 @@ import json
 import signal
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from collectors.simulator import Fleet
+    from models.records import Incident
+    from models.settings import Settings
 
 __all__ = ["register"]
 
@@ -46,23 +51,12 @@ def simulate(
     """
     from datetime import timezone
 
-    from collectors.simulator import Fleet, IncidentPlan, SimulatorError, run
+    from collectors.simulator import SimulatorError, run
     from kubepulse._settings import cli_settings
 
-    overrides = {
-        k: v
-        for k, v in {
-            "clusters": clusters,
-            "nodes_per_cluster": nodes,
-            "pods_per_node": pods,
-            "seed": seed,
-            "interval_s": interval,
-            "incident_every_s": incident_every,
-            "labels_file": labels_file,
-            "diurnal_period_s": diurnal_period,
-        }.items()
-        if v is not None
-    }
+    flags = {"clusters": clusters, "nodes_per_cluster": nodes, "pods_per_node": pods, "seed": seed, "interval_s": interval,
+             "incident_every_s": incident_every, "labels_file": labels_file, "diurnal_period_s": diurnal_period}
+    overrides = {k: v for k, v in flags.items() if v is not None}
     settings = cli_settings(config, **({"simulator": overrides} if overrides else {}))
     if fast and intervals is None:
         typer.echo("--fast needs --intervals N (how many intervals to generate)", err=True)
@@ -71,22 +65,10 @@ def simulate(
     if start is not None and start.tzinfo is None:
         start = start.replace(tzinfo=timezone.utc)
 
-    def announce(inc: object) -> None:
-        i = inc  # an Incident
-        where = "/".join(x or "-" for x in (i.cluster, i.namespace, i.pod or f"node:{i.node}", i.container))  # type: ignore[attr-defined]
-        typer.echo(f"incident {i.incident_id} {i.kind} {where} {i.start.isoformat()} .. {i.end.isoformat()}")  # type: ignore[attr-defined]
-
-    try:
-        fleet = Fleet(
-            settings.simulator,
-            incidents=incidents,  # type: ignore[arg-type]
-            inject=[IncidentPlan.parse(x) for x in inject or ()],
-            incident_duration_s=incident_duration,
-            containers_per_pod=containers,
-        )
-    except SimulatorError as exc:
-        typer.echo(f"simulate: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    fleet = _fleet(settings, incidents=incidents, inject=inject or [], incident_duration=incident_duration, containers=containers)
+    # A continuous run (compose's collector) serves /healthz, /readyz, /metrics on
+    # settings.http_port (0: off); one-off runs (--once, --fast) serve nothing.
+    served = settings if not (once or fast) else settings.model_copy(update={"http_port": 0})
 
     async def main() -> dict[str, object]:
         stop = asyncio.Event()
@@ -95,12 +77,9 @@ def simulate(
             loop.add_signal_handler(sig, stop.set)
         from kubepulse._health import start_health_server
 
-        # A continuous run (compose's collector) serves /healthz, /readyz, /metrics on
-        # settings.http_port (0: off); one-off runs (--once, --fast) serve nothing.
-        served = settings if not (once or fast) else settings.model_copy(update={"http_port": 0})
         with start_health_server(served, ready=lambda: not stop.is_set()):
             stats = await run(
-                settings, iterations=iterations, stop=stop, speed=speed, start=start, fleet=fleet, no_sleep=fast, duration_s=duration, on_incident=announce
+                settings, iterations=iterations, stop=stop, speed=speed, start=start, fleet=fleet, no_sleep=fast, duration_s=duration, on_incident=_announce
             )
         return stats.as_dict()
 
@@ -110,6 +89,28 @@ def simulate(
         typer.echo(f"simulate: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(json.dumps(summary))
+
+
+def _announce(i: Incident) -> None:
+    where = "/".join(x or "-" for x in (i.cluster, i.namespace, i.pod or f"node:{i.node}", i.container))
+    typer.echo(f"incident {i.incident_id} {i.kind} {where} {i.start.isoformat()} .. {i.end.isoformat()}")
+
+
+def _fleet(settings: Settings, *, incidents: str, inject: list[str], incident_duration: float | None, containers: int | None) -> Fleet:
+    """The fleet the flags ask for; a bad --incidents or --inject exits 2 with the reason."""
+    from collectors.simulator import Fleet, IncidentPlan, SimulatorError
+
+    try:
+        return Fleet(
+            settings.simulator,
+            incidents=incidents,  # type: ignore[arg-type]  # the flag's text; Fleet rejects anything but the three
+            inject=[IncidentPlan.parse(x) for x in inject],
+            incident_duration_s=incident_duration,
+            containers_per_pod=containers,
+        )
+    except SimulatorError as exc:
+        typer.echo(f"simulate: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def register(app: typer.Typer) -> None:

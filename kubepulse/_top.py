@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -292,12 +292,25 @@ def _rollup_history(
 def _usage(es: Any, index: str, rollups: str, opts: TopOptions, frame: Frame, end: datetime) -> None:
     now_start = end - timedelta(seconds=opts.current_s)
     hist_start = end - timedelta(seconds=opts.window_s)
-    step_ms = max(1000, int(opts.window_s * 1000 / opts.buckets))
     history = _rollup_history(es, rollups, opts, hist_start, end)
     if history:
         frame.history_source = "rollups-1m"
+    _cluster_capacity(es, index, opts, frame, now_start, end)
+    resp = _namespace_usage(es, index, opts, now_start, hist_start, end, with_history=not history)
+    storage = _storage(es, index, opts, now_start, end)
+    rows = []
+    for cb in (resp.get("aggregations") or {}).get("c", {}).get("buckets", []):
+        cluster = cb["key"]
+        cap = frame.clusters.get(cluster, {})
+        for nb in cb["ns"]["buckets"]:
+            rows.append(_namespace_row(cluster, nb, cap, history, storage, opts))
+    rows.sort(key=lambda r: (r.cluster, -r.cpu_cores))
+    frame.namespaces = rows
+    _top_pods(es, index, opts, frame, now_start, end)
 
-    # Cluster capacity: node documents of the current window (never namespace-filtered).
+
+def _cluster_capacity(es: Any, index: str, opts: TopOptions, frame: Frame, now_start: datetime, end: datetime) -> None:
+    """Cluster capacity: node documents of the current window (never namespace-filtered)."""
     resp = es.search(
         index=index, size=0,
         query={"bool": {"filter": [_NODE_DOCS, _range(now_start, end), *_filters(opts, namespace=False)]}},
@@ -315,6 +328,12 @@ def _usage(es: Any, index: str, rollups: str, opts: TopOptions, frame: Frame, en
             "memory_allocatable": (_val(b, "mem") or 0.0) * n,
         }
 
+
+def _namespace_usage(es: Any, index: str, opts: TopOptions, now_start: datetime, hist_start: datetime, end: datetime,
+                     *, with_history: bool) -> Any:
+    """Per cluster and namespace: the current window's use and shares, and (``with_history``, no rollups) its history."""
+    step_ms = max(1000, int(opts.window_s * 1000 / opts.buckets))
+
     def share(usage: str, amount: str) -> dict[str, Any]:
         return {"filter": {"exists": {"field": amount}}, "aggs": {"u": {"sum": {"field": usage}}, "a": {"sum": {"field": amount}}}}
 
@@ -330,7 +349,7 @@ def _usage(es: Any, index: str, rollups: str, opts: TopOptions, frame: Frame, en
         "mem_lim": share(_MEM, "kubernetes.pod.memory.limit.bytes"),
     }
     per_ns_aggs: dict[str, Any] = {"now": {"filter": _range(now_start, end), "aggs": per_ns}}
-    if not history:
+    if with_history:
         per_ns_aggs["h"] = {
             "date_histogram": {
                 "field": "@timestamp", "fixed_interval": f"{step_ms}ms",
@@ -343,53 +362,53 @@ def _usage(es: Any, index: str, rollups: str, opts: TopOptions, frame: Frame, en
                 "mem": {"avg": {"field": _MEM}},
             },
         }
-    resp = es.search(
+    return es.search(
         index=index, size=0,
         # With rollup history only the current window of pod documents is read.
-        query={"bool": {"filter": [_POD_DOCS, _range(now_start if history else hist_start, end), *_filters(opts)]}},
+        query={"bool": {"filter": [_POD_DOCS, _range(hist_start if with_history else now_start, end), *_filters(opts)]}},
         aggs={"c": {"terms": {"field": "orchestrator.cluster.name", "size": 100}, "aggs": {
             "ns": {"terms": {"field": "kubernetes.namespace", "size": 200}, "aggs": per_ns_aggs},
         }}},
     )
-    storage = _storage(es, index, opts, now_start, end)
-    rows = []
-    for cb in (resp.get("aggregations") or {}).get("c", {}).get("buckets", []):
-        cluster = cb["key"]
-        cap = frame.clusters.get(cluster, {})
-        for nb in cb["ns"]["buckets"]:
-            now = nb["now"]
-            pods = int(now["pods"]["value"] or 0)
-            cpu = (_val(now, "cpu") or 0.0) * pods / 1e9
-            mem = (_val(now, "mem") or 0.0) * pods
-            hist_cpu, hist_mem = history.get((cluster, nb["key"]), ([], []))
-            for hb in nb["h"]["buckets"][-opts.buckets:] if not history else ():
-                p = hb["pods"]["value"] or 0
-                c, m = _val(hb, "cpu"), _val(hb, "mem")
-                hist_cpu.append(None if c is None or not p else c * p / 1e9)
-                hist_mem.append(None if m is None or not p else m * p)
-            used, capacity = storage.get((cluster, nb["key"]), (None, None))
-            rows.append(NamespaceRow(
-                cluster=cluster,
-                namespace=nb["key"],
-                pods=pods,
-                cpu_cores=cpu,
-                memory_bytes=mem,
-                rx_bytes_per_s=(_val(now, "rx") or 0.0) * pods,
-                tx_bytes_per_s=(_val(now, "tx") or 0.0) * pods,
-                cpu_request_share=_ratio(_val(now["cpu_req"], "u"), (_val(now["cpu_req"], "a") or 0) * 1e9),
-                cpu_limit_share=_ratio(_val(now["cpu_lim"], "u"), (_val(now["cpu_lim"], "a") or 0) * 1e9),
-                memory_request_share=_ratio(_val(now["mem_req"], "u"), _val(now["mem_req"], "a")),
-                memory_limit_share=_ratio(_val(now["mem_lim"], "u"), _val(now["mem_lim"], "a")),
-                cpu_allocatable_share=_ratio(cpu, cap.get("cpu_allocatable")),
-                memory_allocatable_share=_ratio(mem, cap.get("memory_allocatable")),
-                storage_used_bytes=used,
-                storage_share=_ratio(used, capacity),
-                cpu_history=hist_cpu,
-                memory_history=hist_mem,
-            ))
-    rows.sort(key=lambda r: (r.cluster, -r.cpu_cores))
-    frame.namespaces = rows
 
+
+def _namespace_row(cluster: str, nb: Any, cap: dict[str, Any], history: dict[tuple[str, str], tuple[list[float | None], list[float | None]]],
+                   storage: dict[tuple[str, str], tuple[float, float]], opts: TopOptions) -> NamespaceRow:
+    """One namespace's row: current use and shares, history from the rollups or else from the raw documents."""
+    now = nb["now"]
+    pods = int(now["pods"]["value"] or 0)
+    cpu = (_val(now, "cpu") or 0.0) * pods / 1e9
+    mem = (_val(now, "mem") or 0.0) * pods
+    hist_cpu, hist_mem = history.get((cluster, nb["key"]), ([], []))
+    for hb in nb["h"]["buckets"][-opts.buckets:] if not history else ():
+        p = hb["pods"]["value"] or 0
+        c, m = _val(hb, "cpu"), _val(hb, "mem")
+        hist_cpu.append(None if c is None or not p else c * p / 1e9)
+        hist_mem.append(None if m is None or not p else m * p)
+    used, capacity = storage.get((cluster, nb["key"]), (None, None))
+    return NamespaceRow(
+        cluster=cluster,
+        namespace=nb["key"],
+        pods=pods,
+        cpu_cores=cpu,
+        memory_bytes=mem,
+        rx_bytes_per_s=(_val(now, "rx") or 0.0) * pods,
+        tx_bytes_per_s=(_val(now, "tx") or 0.0) * pods,
+        cpu_request_share=_ratio(_val(now["cpu_req"], "u"), (_val(now["cpu_req"], "a") or 0) * 1e9),
+        cpu_limit_share=_ratio(_val(now["cpu_lim"], "u"), (_val(now["cpu_lim"], "a") or 0) * 1e9),
+        memory_request_share=_ratio(_val(now["mem_req"], "u"), _val(now["mem_req"], "a")),
+        memory_limit_share=_ratio(_val(now["mem_lim"], "u"), _val(now["mem_lim"], "a")),
+        cpu_allocatable_share=_ratio(cpu, cap.get("cpu_allocatable")),
+        memory_allocatable_share=_ratio(mem, cap.get("memory_allocatable")),
+        storage_used_bytes=used,
+        storage_share=_ratio(used, capacity),
+        cpu_history=hist_cpu,
+        memory_history=hist_mem,
+    )
+
+
+def _top_pods(es: Any, index: str, opts: TopOptions, frame: Frame, now_start: datetime, end: datetime) -> None:
+    """The top pods by CPU in the current window."""
     resp = es.search(
         index=index, size=0,
         query={"bool": {"filter": [_POD_DOCS, _range(now_start, end), *_filters(opts)]}},
@@ -488,6 +507,14 @@ def _recent(es: Any, index: str, opts: TopOptions, extra: list[dict[str, Any]]) 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+_NAMESPACE_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
+    ("cluster", "left"), ("namespace", "left"), ("pods", "right"), ("CPU", "right"), ("req", "right"), ("lim", "right"),
+    ("alloc", "right"), ("CPU history", "left"), ("memory", "right"), ("req", "right"), ("lim", "right"), ("alloc", "right"),
+    ("memory history", "left"), ("rx", "right"), ("tx", "right"), ("storage", "right"), ("used", "right"),
+)
+"""The namespaces table's columns and how each is justified."""
+
+
 def render_frame(frame: Frame, *, height: int | None = None) -> RenderableType:
     """The frame as rich renderables: header, namespaces, top pods, alerts, anomalies, events.
 
@@ -516,11 +543,8 @@ def render_frame(frame: Frame, *, height: int | None = None) -> RenderableType:
     )
 
     ns = Table(title="Namespaces", title_justify="left", expand=True, pad_edge=False)
-    for col, just in (("cluster", "left"), ("namespace", "left"), ("pods", "right"), ("CPU", "right"), ("req", "right"),
-                      ("lim", "right"), ("alloc", "right"), ("CPU history", "left"), ("memory", "right"), ("req", "right"),
-                      ("lim", "right"), ("alloc", "right"), ("memory history", "left"), ("rx", "right"), ("tx", "right"),
-                      ("storage", "right"), ("used", "right")):
-        ns.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for col, just in _NAMESPACE_COLUMNS:
+        ns.add_column(col, justify=just, no_wrap=True)
     for r in frame.namespaces:
         ns.add_row(
             r.cluster, r.namespace, str(r.pods),

@@ -150,8 +150,11 @@ def node_scrape(
 
 def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
     """One record of each indexed kind, every field set."""
-    labels = {"alertname": "PodMemoryHigh", "severity": "critical", "cluster": "c1", "namespace": "ns0", "node": "n1", "pod": "p1", "container": "ct0"}
-    sid = "c1/ns0/p1/ct0/container.memory_working_set_bytes"
+    return {**_full_collected(timestamp), **_full_derived(timestamp), **_full_alerting(timestamp)}
+
+
+def _full_collected(timestamp: datetime) -> dict[str, Record]:
+    """What collectors publish: a node scrape, an Event, a ResourceQuota, an HPA."""
     return {
         "metrics": node_scrape(timestamp=timestamp, pods=5),
         "events": KubeEvent(
@@ -200,6 +203,13 @@ def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
                 AutoscalerMetric(type="Pods", metric_name="requests_per_second", target_type="AverageValue", target_average_value=100.0),
             ],
         ),
+    }
+
+
+def _full_derived(timestamp: datetime) -> dict[str, Record]:
+    """What the worker and the reports derive: capacity, a recommendation, a rollup, an anomaly."""
+    sid = "c1/ns0/p1/ct0/container.memory_working_set_bytes"
+    return {
         "capacity": full_capacity(timestamp=timestamp)[0],
         "recommendations": Recommendation(
             cluster="c1", namespace="ns0", workload="wl0", workload_kind="Deployment", container="ct0", pods=5,
@@ -244,6 +254,13 @@ def full_records(*, timestamp: datetime = T0) -> dict[str, Record]:
             threshold=6.0,
             detector="default",
         ),
+    }
+
+
+def _full_alerting(timestamp: datetime) -> dict[str, Record]:
+    """Alerting and the rest: an alert transition, a notification, an incident, a dead letter."""
+    labels = {"alertname": "PodMemoryHigh", "severity": "critical", "cluster": "c1", "namespace": "ns0", "node": "n1", "pod": "p1", "container": "ct0"}
+    return {
         "alerts": AlertTransition(
             fingerprint=fingerprint(labels),
             status="resolved",

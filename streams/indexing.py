@@ -316,30 +316,9 @@ class BulkIndexer:
         by_id: dict[tuple[str, str], list[int]] = {}
         for i, a in zip(pending, actions, strict=True):
             by_id.setdefault((a["_index"], a["_id"]), []).append(i)
-        failed: dict[int, dict[str, Any]] = {}
         started = time.perf_counter()
         try:
-            try:
-                async for _ok, item in async_streaming_bulk(
-                    self.client,
-                    actions,
-                    chunk_size=len(actions),
-                    max_chunk_bytes=100 * 2**20,
-                    raise_on_error=False,
-                    raise_on_exception=False,
-                    yield_ok=False,
-                    max_retries=0,
-                ):
-                    info = next(iter(item.values()))
-                    where = by_id.get((info.get("_index", ""), info.get("_id", "")))
-                    if where is None:
-                        log.error("Elasticsearch reported a failure for a document not in the request: %s", info)
-                    for i in where or ():
-                        failed[i] = info
-            except (TypeError, KeyError, AttributeError) as exc:
-                # A reply with a text content type is handed over as a string, not parsed: the
-                # helper then fails reading its "items". Nothing is known to be indexed.
-                raise _BadReply(f"{type(exc).__name__}: {exc}") from exc
+            failed = await self._bulk(actions, by_id)
         except SerializationError as exc:
             BULK_SECONDS.observe(time.perf_counter() - started)
             why = {i: e for i in pending if (e := self._unserialisable(docs[i].body)) is not None}
@@ -347,9 +326,7 @@ class BulkIndexer:
                 # The request could not even be written: those documents are the cause, the rest go again at once.
                 for i, text in why.items():
                     self._reject(docs[i], origins[i], result, f"it cannot be serialised to JSON ({text})", "serialization")
-                unserialisable = list(why)
-                bad = set(unserialisable)
-                rest = [i for i in pending if i not in bad]
+                rest = [i for i in pending if i not in why]
                 return await self._send(docs, origins, rest, result) if rest else ([], "")
             return self._bad_reply(pending, str(exc))
         except _BadReply as exc:
@@ -370,6 +347,37 @@ class BulkIndexer:
         if self._down_since is not None:
             log.warning("Elasticsearch is back after %.1f s", time.monotonic() - self._down_since)
             self._down_since = None
+        return self._sort_out(docs, origins, pending, failed, result)
+
+    async def _bulk(self, actions: list[dict[str, Any]], by_id: dict[tuple[str, str], list[int]]) -> dict[int, dict[str, Any]]:
+        """Send ``actions`` in one request; the item of each position Elasticsearch did not index."""
+        failed: dict[int, dict[str, Any]] = {}
+        try:
+            async for _ok, item in async_streaming_bulk(
+                self.client,
+                actions,
+                chunk_size=len(actions),
+                max_chunk_bytes=100 * 2**20,
+                raise_on_error=False,
+                raise_on_exception=False,
+                yield_ok=False,
+                max_retries=0,
+            ):
+                info = next(iter(item.values()))
+                where = by_id.get((info.get("_index", ""), info.get("_id", "")))
+                if where is None:
+                    log.error("Elasticsearch reported a failure for a document not in the request: %s", info)
+                for i in where or ():
+                    failed[i] = info
+        except (TypeError, KeyError, AttributeError) as exc:
+            # A reply with a text content type is handed over as a string, not parsed: the
+            # helper then fails reading its "items". Nothing is known to be indexed.
+            raise _BadReply(f"{type(exc).__name__}: {exc}") from exc
+        return failed
+
+    def _sort_out(self, docs: Sequence[Document], origins: Sequence[Origin], pending: list[int], failed: dict[int, dict[str, Any]],
+                  result: BulkResult) -> tuple[list[int], str]:
+        """After a JSON reply: count what was indexed, dead-letter what is the document's fault, hold the rest."""
         retry: list[int] = []
         held: Counter[str] = Counter()
         sample: dict[str, str] = {}

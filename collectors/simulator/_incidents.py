@@ -185,24 +185,7 @@ class ActiveIncident:
         events: list[KubeEvent] = []
         past = t > self.end_t + 1e-6
         if self.kind == "memory_leak" and t >= self.end_t - 1e-6:
-            # The leak reaches the limit: the kernel kills the container, kubelet restarts it.
-            assert c is not None and p is not None and c.lim_mem is not None
-            c.mem_override = None
-            fleet.restart(c, t, "OOMKilled")
-            msg = f"Container {c.name} in pod {p.workload.namespace}/{p.name} was OOMKilled (memory limit {c.lim_mem // MiB}Mi); restarting"
-            events.append(fleet.events.pod(self.cluster, p, "OOMKilled", msg, ts, type="Warning", container=c.name))
-            events.append(
-                fleet.events.node(
-                    self.cluster,
-                    n,
-                    "OOMKilling",
-                    f"Memory cgroup out of memory: Killed process {fleet.pid()} ({c.name}) total-vm:{c.lim_mem // 1024 * 2}kB, "
-                    f"anon-rss:{c.lim_mem // 1024}kB, file-rss:0kB, shmem-rss:0kB",
-                    ts,
-                    type="Warning",
-                    component="kernel-monitor",
-                )
-            )
+            events.extend(self._oom_kill(t, ts, fleet))
             self._release()
             return events, True
         if past:
@@ -223,29 +206,7 @@ class ActiveIncident:
             frac = (t - self.start_t + interval) / (self.end_t - self.start_t + interval)
             p.volume.used_override = int(self._used0 + (self._used1 - self._used0) * min(1.0, frac))
         elif self.kind == "crash_loop":
-            assert c is not None and p is not None
-            crashes = sum(1 for x in self._crashes if self._last_t < x <= t)
-            if crashes:
-                fleet.restart(c, t, "Error", times=crashes)
-            c.crashing = True
-            self._count += 1
-            if self._event_ident is None:
-                self._event_ident = fleet.events.ident(p.name)
-                self._first_seen = ts
-            events.append(
-                fleet.events.pod(
-                    self.cluster,
-                    p,
-                    "BackOff",
-                    f"Back-off restarting failed container {c.name} in pod {p.name}_{p.workload.namespace}({p.uid})",
-                    ts,
-                    type="Warning",
-                    container=c.name,
-                    count=self._count,
-                    first_seen=self._first_seen,
-                    ident=self._event_ident,
-                )
-            )
+            events.extend(self._crash_loop(t, ts, fleet))
         elif self.kind == "node_memory_pressure":
             frac = min(1.0, (t - self.start_t + interval) / (3 * interval))
             n.pressure_frac = frac
@@ -259,6 +220,58 @@ class ActiveIncident:
                 events.extend(fleet.evict_for_memory(self.cluster, n, t, ts, available=self._available))
         self._last_t = t
         return events, False
+
+    def _oom_kill(self, t: float, ts: datetime, fleet: Fleet) -> list[KubeEvent]:
+        """The leak reaches the limit: the kernel kills the container, kubelet restarts it."""
+        c, p, n = self.container, self.pod, self.node
+        out: list[KubeEvent] = []
+        assert c is not None and p is not None and c.lim_mem is not None
+        c.mem_override = None
+        fleet.restart(c, t, "OOMKilled")
+        msg = f"Container {c.name} in pod {p.workload.namespace}/{p.name} was OOMKilled (memory limit {c.lim_mem // MiB}Mi); restarting"
+        out.append(fleet.events.pod(self.cluster, p, "OOMKilled", msg, ts, type="Warning", container=c.name))
+        out.append(
+            fleet.events.node(
+                self.cluster,
+                n,
+                "OOMKilling",
+                f"Memory cgroup out of memory: Killed process {fleet.pid()} ({c.name}) total-vm:{c.lim_mem // 1024 * 2}kB, "
+                f"anon-rss:{c.lim_mem // 1024}kB, file-rss:0kB, shmem-rss:0kB",
+                ts,
+                type="Warning",
+                component="kernel-monitor",
+            )
+        )
+        return out
+
+    def _crash_loop(self, t: float, ts: datetime, fleet: Fleet) -> list[KubeEvent]:
+        """This scrape of a crash loop: the restarts since the last one, and kubelet's BackOff event (counted up)."""
+        c, p = self.container, self.pod
+        out: list[KubeEvent] = []
+        assert c is not None and p is not None
+        crashes = sum(1 for x in self._crashes if self._last_t < x <= t)
+        if crashes:
+            fleet.restart(c, t, "Error", times=crashes)
+        c.crashing = True
+        self._count += 1
+        if self._event_ident is None:
+            self._event_ident = fleet.events.ident(p.name)
+            self._first_seen = ts
+        out.append(
+            fleet.events.pod(
+                self.cluster,
+                p,
+                "BackOff",
+                f"Back-off restarting failed container {c.name} in pod {p.name}_{p.workload.namespace}({p.uid})",
+                ts,
+                type="Warning",
+                container=c.name,
+                count=self._count,
+                first_seen=self._first_seen,
+                ident=self._event_ident,
+            )
+        )
+        return out
 
     def clear(self, ts: datetime, fleet: Fleet) -> list[KubeEvent]:
         """Undo the overrides (the incident is over: fixed, rolled back or cleaned up)."""

@@ -405,71 +405,84 @@ def build_clusters(
         # kube-reserved + system-reserved + eviction threshold, roughly what EKS sets.
         cpu_alloc = cpu_cap - 0.08 - 0.01 * cores
         mem_alloc = mem_cap - int((0.6 + 0.06 * gib) * GiB)
-        nodes = []
-        for ni in range(nodes_per_cluster):
-            nodes.append(
-                NodeState(
-                    cluster=cname,
-                    name=f"ip-10-{ci}-{ni // 200}-{ni % 200 + 10}.ec2.internal",
-                    cpu_capacity=cpu_cap,
-                    mem_capacity=mem_cap,
-                    cpu_alloc=cpu_alloc,
-                    mem_alloc=mem_alloc,
-                    allocatable=resources(cpu_alloc, mem_alloc),
-                    capacity=resources(cpu_cap, mem_cap),
-                    fs_capacity=rng.choice((80, 100, 120)) * GiB,
-                    images_used=int(rng.uniform(6, 15) * GiB),
-                    system_cpu=rng.uniform(0.08, 0.2),
-                    system_mem=int(rng.uniform(0.6, 1.0) * GiB),
-                    rx_base=rng.uniform(5_000, 20_000),
-                    tx_base=rng.uniform(5_000, 20_000),
-                )
-            )
+        nodes = [_node(rng, cname, ci, ni, cpu_cap, mem_cap, cpu_alloc, mem_alloc) for ni in range(nodes_per_cluster)]
         # Budget per pod slot: the scheduler packs nodes to roughly half of allocatable requests.
         cpu_unit = cpu_alloc * rng.uniform(0.45, 0.6) / pods_per_node
         mem_unit = mem_alloc * rng.uniform(0.4, 0.55) / pods_per_node
         n_ds = 0 if pods_per_node < 3 else (1 if pods_per_node < 6 else 2)
-        slots = nodes_per_cluster * (pods_per_node - n_ds)
-        workloads: list[WorkloadState] = []
-        for ns, name, specs, netw in _DAEMONSETS[:n_ds]:
-            workloads.append(
-                _workload(rng, cname, "DaemonSet", ns, name, _pad(specs, containers_per_pod), netw, cpu_unit, mem_unit)
-            )
-        # About a fifth of the pods are StatefulSet replicas (3 each), the rest Deployments.
-        sts_pods = min(max(1 if slots >= 2 else 0, slots // 5), 3 * len(_STATEFULSETS))
-        plan: list[tuple[WorkloadState, int]] = []
-        for i, (ns, name, specs, netw, vol) in enumerate(_STATEFULSETS):
-            replicas = min(3, sts_pods - 3 * i)
-            if replicas <= 0:
-                break
-            wl = _workload(
-                rng, cname, "StatefulSet", ns, name, _pad(specs, containers_per_pod), netw, cpu_unit, mem_unit, volume_gib=vol
-            )
-            workloads.append(wl)
-            plan.extend((wl, o) for o in range(replicas))
-        dep_slots = slots - len(plan)
-        deps = [
-            _workload(rng, cname, "Deployment", ns, name, _pad(specs, containers_per_pod), netw, cpu_unit, mem_unit)
-            for ns, name, specs, netw in _DEPLOYMENTS[: max(1, min(len(_DEPLOYMENTS), dep_slots))]
-        ]
-        workloads.extend(deps)
-        for k in range(dep_slots):
-            plan.append((deps[k % len(deps)], k // len(deps)))
-        rng.shuffle(plan)
-        for k, (wl, ordinal) in enumerate(plan):
-            node = nodes[k % nodes_per_cluster]
-            pod = new_pod(rng, wl, node, ordinal, t, fresh=False)
-            wl.pods.append(pod)
-            node.pods.append(pod)
-        for wl in workloads[:n_ds]:
-            for node in nodes:
-                pod = new_pod(rng, wl, node, 0, t, fresh=False)
-                wl.pods.append(pod)
-                node.pods.insert(0, pod)
-        for node in nodes:
-            node.cpu_total = sum(p.cpu_total for p in node.pods) + node.system_cpu * 86400 * 7
-            node.faults = sum(p.faults for p in node.pods)
-            node.rx_total = sum(p.rx_total for p in node.pods) + int(node.rx_base * 86400 * 7)
-            node.tx_total = sum(p.tx_total for p in node.pods) + int(node.tx_base * 86400 * 7)
+        workloads, plan = _workloads(rng, cname, n_ds, nodes_per_cluster * (pods_per_node - n_ds), containers_per_pod, cpu_unit, mem_unit)
+        _place(rng, nodes, workloads[:n_ds], plan, t)
         out.append(ClusterState(name=cname, utc_offset_s=_CLUSTER_UTC_OFFSET_H[ci % len(_CLUSTER_UTC_OFFSET_H)] * 3600, nodes=nodes, workloads=workloads))
     return out
+
+
+def _node(rng: random.Random, cname: str, ci: int, ni: int, cpu_cap: float, mem_cap: int, cpu_alloc: float, mem_alloc: int) -> NodeState:
+    """Node ``ni`` of cluster ``ci``, its disk, system use and traffic drawn (in this order) from ``rng``."""
+    return NodeState(
+        cluster=cname,
+        name=f"ip-10-{ci}-{ni // 200}-{ni % 200 + 10}.ec2.internal",
+        cpu_capacity=cpu_cap,
+        mem_capacity=mem_cap,
+        cpu_alloc=cpu_alloc,
+        mem_alloc=mem_alloc,
+        allocatable=resources(cpu_alloc, mem_alloc),
+        capacity=resources(cpu_cap, mem_cap),
+        fs_capacity=rng.choice((80, 100, 120)) * GiB,
+        images_used=int(rng.uniform(6, 15) * GiB),
+        system_cpu=rng.uniform(0.08, 0.2),
+        system_mem=int(rng.uniform(0.6, 1.0) * GiB),
+        rx_base=rng.uniform(5_000, 20_000),
+        tx_base=rng.uniform(5_000, 20_000),
+    )
+
+
+def _workloads(rng: random.Random, cname: str, n_ds: int, slots: int, containers_per_pod: int | None, cpu_unit: float,
+               mem_unit: float) -> tuple[list[WorkloadState], list[tuple[WorkloadState, int]]]:
+    """A cluster's workloads (DaemonSets first) and the (workload, ordinal) of each of its ``slots`` non-DaemonSet pods."""
+    workloads: list[WorkloadState] = []
+    for ns, name, specs, netw in _DAEMONSETS[:n_ds]:
+        workloads.append(
+            _workload(rng, cname, "DaemonSet", ns, name, _pad(specs, containers_per_pod), netw, cpu_unit, mem_unit)
+        )
+    # About a fifth of the pods are StatefulSet replicas (3 each), the rest Deployments.
+    sts_pods = min(max(1 if slots >= 2 else 0, slots // 5), 3 * len(_STATEFULSETS))
+    plan: list[tuple[WorkloadState, int]] = []
+    for i, (ns, name, specs, netw, vol) in enumerate(_STATEFULSETS):
+        replicas = min(3, sts_pods - 3 * i)
+        if replicas <= 0:
+            break
+        wl = _workload(
+            rng, cname, "StatefulSet", ns, name, _pad(specs, containers_per_pod), netw, cpu_unit, mem_unit, volume_gib=vol
+        )
+        workloads.append(wl)
+        plan.extend((wl, o) for o in range(replicas))
+    dep_slots = slots - len(plan)
+    deps = [
+        _workload(rng, cname, "Deployment", ns, name, _pad(specs, containers_per_pod), netw, cpu_unit, mem_unit)
+        for ns, name, specs, netw in _DEPLOYMENTS[: max(1, min(len(_DEPLOYMENTS), dep_slots))]
+    ]
+    workloads.extend(deps)
+    for k in range(dep_slots):
+        plan.append((deps[k % len(deps)], k // len(deps)))
+    return workloads, plan
+
+
+def _place(rng: random.Random, nodes: list[NodeState], daemonsets: list[WorkloadState], plan: list[tuple[WorkloadState, int]],
+           t: float) -> None:
+    """Shuffle the plan onto the nodes round-robin, add a DaemonSet pod to every node, and start the nodes' counters."""
+    rng.shuffle(plan)
+    for k, (wl, ordinal) in enumerate(plan):
+        node = nodes[k % len(nodes)]
+        pod = new_pod(rng, wl, node, ordinal, t, fresh=False)
+        wl.pods.append(pod)
+        node.pods.append(pod)
+    for wl in daemonsets:
+        for node in nodes:
+            pod = new_pod(rng, wl, node, 0, t, fresh=False)
+            wl.pods.append(pod)
+            node.pods.insert(0, pod)
+    for node in nodes:
+        node.cpu_total = sum(p.cpu_total for p in node.pods) + node.system_cpu * 86400 * 7
+        node.faults = sum(p.faults for p in node.pods)
+        node.rx_total = sum(p.rx_total for p in node.pods) + int(node.rx_base * 86400 * 7)
+        node.tx_total = sum(p.tx_total for p in node.pods) + int(node.tx_base * 86400 * 7)

@@ -93,11 +93,7 @@ async def run(
         raise SimulatorError(f"iterations must be >= 0 (got {iterations})")
     fleet = fleet or Fleet(settings.simulator)
     interval = fleet.interval_s
-    prefix = settings.kafka.topic_prefix
-    metrics_topic, events_topic, incidents_topic = METRICS.named(prefix), EVENTS.named(prefix), INCIDENTS.named(prefix)
-    quotas_topic = QUOTAS.named(prefix)
-    # Only a fleet with an Autoscaled scenario has HPAs (the default fleet has none, and no topic for them).
-    autoscalers_topic = AUTOSCALERS.named(prefix) if fleet.has_autoscalers else None
+    topics = _Topics.of(settings.kafka.topic_prefix, autoscalers=fleet.has_autoscalers)
     if start is None:
         now = datetime.now(timezone.utc).replace(microsecond=0)
         start = now - timedelta(seconds=interval * (iterations - 1)) if no_sleep and iterations else now
@@ -106,18 +102,7 @@ async def run(
     labels_path = labels_file or settings.simulator.labels_file
 
     stats = RunStats()
-    producer = AIOKafkaProducer(
-        # Idempotent, acks=all and compressed (kafka.compression_type), like every kubepulse producer.
-        # Bigger batches when nothing waits on the clock; small linger keeps paced latency low.
-        **settings.kafka.producer_kwargs(linger_ms=20 if no_sleep else 5, max_batch_size=1 << 20),
-    )
-    try:
-        await create_topics(settings, [metrics_topic, events_topic, quotas_topic, incidents_topic,
-                                        *([autoscalers_topic] if autoscalers_topic else [])])
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()
-        raise SimulatorError(f"cannot publish to Kafka at {settings.kafka.bootstrap_servers}: {exc!r}") from exc
+    producer = await _start_producer(settings, topics, no_sleep=no_sleep)
     labels: IO[bytes] | None = None
     if labels_path is not None:
         Path(labels_path).parent.mkdir(parents=True, exist_ok=True)
@@ -132,57 +117,15 @@ async def run(
             if duration_s is not None and time.monotonic() - wall0 >= duration_s:
                 break
             now = start + timedelta(seconds=interval * k)
-            scrapes, events, incidents = fleet.step(now)
-            quotas = fleet.quotas()
-            futures = []
-            for rec in scrapes:
-                data = encode(rec)
-                stats.bytes += len(data)
-                futures.append(await producer.send(metrics_topic, data, key=f"{rec.cluster}/{rec.node}".encode()))
-            for ev in events:
-                data = encode(ev)
-                stats.bytes += len(data)
-                futures.append(await producer.send(events_topic, data, key=ev.key.encode()))
-            for q in quotas:
-                data = encode(q)
-                stats.bytes += len(data)
-                futures.append(await producer.send(quotas_topic, data, key=q.key.encode()))
-            if autoscalers_topic is not None:
-                for a in fleet.autoscalers():
-                    futures.append(await producer.send(autoscalers_topic, encode(a), key=a.key.encode()))
-            for inc in incidents:
-                data = encode(inc)
-                futures.append(await producer.send(incidents_topic, data, key=inc.key.encode()))
-                if labels is not None:
-                    labels.write(data + b"\n")
-                    labels.flush()
-                log.info("injected %s %s on %s/%s/%s until %s", inc.incident_id, inc.kind, inc.cluster, inc.pod or inc.node, inc.container or "-", inc.end.isoformat())
-                if on_incident is not None:
-                    on_incident(inc)
+            futures = await _publish_step(producer, topics, fleet, now, stats, labels=labels, on_incident=on_incident)
             # Pipelining: wait for the previous step's acks while this one is in flight,
             # so a failure surfaces within one step and memory stays bounded.
             await _settle(pending)
             pending = futures
-            stats.steps += 1
-            stats.scrapes += len(scrapes)
-            stats.events += len(events)
-            stats.quotas += len(quotas)
-            stats.incidents += len(incidents)
-            stats.incident_ids.extend(i.incident_id for i in incidents)
-            stats.first_timestamp = stats.first_timestamp or now
-            stats.last_timestamp = now
             k += 1
             if no_sleep or (iterations is not None and k >= iterations):
                 continue
-            delay = wall0 + k * interval / speed - time.monotonic()
-            if delay > 0:
-                if stop is None:
-                    await asyncio.sleep(delay)
-                else:
-                    try:
-                        await asyncio.wait_for(stop.wait(), timeout=delay)
-                    except TimeoutError:
-                        pass
+            await _pace(wall0 + k * interval / speed - time.monotonic(), stop)
         await _settle(pending)
         await producer.flush()
     finally:
@@ -191,6 +134,98 @@ async def run(
         if labels is not None:
             labels.close()
     return stats
+
+
+@dataclass(frozen=True, slots=True)
+class _Topics:
+    """The topics a run writes, under the settings' prefix."""
+
+    metrics: str
+    events: str
+    quotas: str
+    incidents: str
+    autoscalers: str | None
+    """Only a fleet with an Autoscaled scenario has HPAs (the default fleet has none, and no topic for them)."""
+
+    @classmethod
+    def of(cls, prefix: str, *, autoscalers: bool) -> _Topics:
+        return cls(METRICS.named(prefix), EVENTS.named(prefix), QUOTAS.named(prefix), INCIDENTS.named(prefix),
+                   AUTOSCALERS.named(prefix) if autoscalers else None)
+
+    def names(self) -> list[str]:
+        return [self.metrics, self.events, self.quotas, self.incidents, *([self.autoscalers] if self.autoscalers else [])]
+
+
+async def _start_producer(settings: Settings, topics: _Topics, *, no_sleep: bool) -> AIOKafkaProducer:
+    """Create the run's topics and start its producer, or say which Kafka could not be reached."""
+    producer = AIOKafkaProducer(
+        # Idempotent, acks=all and compressed (kafka.compression_type), like every kubepulse producer.
+        # Bigger batches when nothing waits on the clock; small linger keeps paced latency low.
+        **settings.kafka.producer_kwargs(linger_ms=20 if no_sleep else 5, max_batch_size=1 << 20),
+    )
+    try:
+        await create_topics(settings, topics.names())
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise SimulatorError(f"cannot publish to Kafka at {settings.kafka.bootstrap_servers}: {exc!r}") from exc
+    return producer
+
+
+async def _publish_step(
+    producer: AIOKafkaProducer, topics: _Topics, fleet: Fleet, now: datetime, stats: RunStats,
+    *, labels: IO[bytes] | None, on_incident: Callable[[Incident], None] | None,
+) -> list[asyncio.Future]:
+    """Step the fleet to ``now`` and send what it produced; returns the sends' futures (not awaited)."""
+    scrapes, events, incidents = fleet.step(now)
+    quotas = fleet.quotas()
+    futures = []
+    for rec in scrapes:
+        data = encode(rec)
+        stats.bytes += len(data)
+        futures.append(await producer.send(topics.metrics, data, key=f"{rec.cluster}/{rec.node}".encode()))
+    for ev in events:
+        data = encode(ev)
+        stats.bytes += len(data)
+        futures.append(await producer.send(topics.events, data, key=ev.key.encode()))
+    for q in quotas:
+        data = encode(q)
+        stats.bytes += len(data)
+        futures.append(await producer.send(topics.quotas, data, key=q.key.encode()))
+    if topics.autoscalers is not None:
+        for a in fleet.autoscalers():
+            futures.append(await producer.send(topics.autoscalers, encode(a), key=a.key.encode()))
+    for inc in incidents:
+        data = encode(inc)
+        futures.append(await producer.send(topics.incidents, data, key=inc.key.encode()))
+        if labels is not None:
+            labels.write(data + b"\n")
+            labels.flush()
+        log.info("injected %s %s on %s/%s/%s until %s", inc.incident_id, inc.kind, inc.cluster, inc.pod or inc.node, inc.container or "-", inc.end.isoformat())
+        if on_incident is not None:
+            on_incident(inc)
+    stats.steps += 1
+    stats.scrapes += len(scrapes)
+    stats.events += len(events)
+    stats.quotas += len(quotas)
+    stats.incidents += len(incidents)
+    stats.incident_ids.extend(i.incident_id for i in incidents)
+    stats.first_timestamp = stats.first_timestamp or now
+    stats.last_timestamp = now
+    return futures
+
+
+async def _pace(delay: float, stop: asyncio.Event | None) -> None:
+    """Sleep ``delay`` s (nothing if it is not positive), or less if ``stop`` is set meanwhile."""
+    if delay <= 0:
+        return
+    if stop is None:
+        await asyncio.sleep(delay)
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=delay)
+    except TimeoutError:
+        pass
 
 
 async def _settle(futures: list[asyncio.Future]) -> None:

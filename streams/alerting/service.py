@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,10 +22,10 @@ from aiokafka.errors import KafkaError
 
 from models.codec import decode, encode
 from models.errors import RecordError
+from models.kafka import assign_all, read_to_end
 from models.records import AlertGroupState, AlertTransition, DeadLetter, KubeEvent, Notification, Silence
 from models.settings import Settings
 from streams._metrics import DEAD_LETTERS
-from models.kafka import assign_all, read_to_end
 from streams.alerting._metrics import COMMIT_FAILURES, DispatcherHealth
 from streams.alerting.config import AlertingConfig, load_config
 from streams.alerting.dispatcher import Dispatcher
@@ -213,97 +213,17 @@ async def run_dispatcher(
     health = health or DispatcherHealth()
     sink = KafkaSink(producer, settings, health=health)
     dispatcher = Dispatcher(config, settings=settings, sink=sink, time_scale=time_scale, health=health)
-    kw = settings.kafka.aiokafka_kwargs()
-    side = AIOKafkaConsumer(**kw, enable_auto_commit=False, group_id=None)
-    alerts = AIOKafkaConsumer(
-        **kw,
-        group_id=f"{settings.kafka.consumer_group}.alerting",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        partition_assignment_strategy=(_oldest_member_assignor(time.time()),),
-        max_poll_records=500,
-        # An alert is latency-critical and rare: do not let the broker hold a fetch open waiting for more.
-        fetch_max_wait_ms=50,
-    )
+    side = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), enable_auto_commit=False, group_id=None)
+    alerts = _alerts_consumer(settings)
     tasks: list[asyncio.Task[None]] = []
     try:
-        # Silences first, to their end: a silenced alert must not page during start-up.
-        for key, value in await read_to_end(settings, SILENCES.named(prefix)):
-            await _put_silence(dispatcher, sink, SILENCES.named(prefix), key, value)
-        await side.start()
-        sil_tps = await assign_all(side, SILENCES.named(prefix))
-        ev_tps = await assign_all(side, EVENTS.named(prefix))
-        side.assign(sil_tps + ev_tps)
-        sil_end = await side.end_offsets(sil_tps)
-        for tp in sil_tps:
-            side.seek(tp, sil_end[tp])
-        since = int((datetime.now(UTC) - _EVENTS_LOOKBACK).timestamp() * 1000)
-        offsets = await side.offsets_for_times({tp: since for tp in ev_tps})
-        ev_end = await side.end_offsets(ev_tps)
-        for tp in ev_tps:
-            side.seek(tp, offsets[tp].offset if offsets.get(tp) else ev_end[tp])
-
-        silences_topic = SILENCES.named(prefix)
-
-        async def on_side(m: Any) -> None:
-            if m.topic == silences_topic:
-                await _put_silence(dispatcher, sink, m.topic, m.key, m.value, partition=m.partition, offset=m.offset)
-            else:
-                try:
-                    dispatcher.add_event(decode(KubeEvent, m.value))
-                except RecordError:
-                    pass  # the events pipeline dead-letters bad events; here they are only context
-
+        await _start_side(side, dispatcher, sink, settings)
+        on_side = _side_handler(dispatcher, sink, SILENCES.named(prefix))
         tasks.append(asyncio.create_task(_follow(side, on_side, stop, settings=settings, health=health), name="alerting-side-topics"))
-
         listener = _Takeover(dispatcher, settings)
         await alerts.start()
         alerts.subscribe([ALERTS.named(prefix)], listener=listener)
-        ready_by = time.monotonic() + 15.0
-        while not stop.is_set():
-            # The group is joined inside getmany; ready means "owns the alerts
-            # partitions" (or, for a standby, has waited long enough to be one).
-            if not health.running and (listener.owned or time.monotonic() > ready_by):
-                health.started()
-                if ready is not None:
-                    ready.set()
-            batch = await alerts.getmany(timeout_ms=200)
-            if not batch:
-                continue
-            await listener.settled.wait()
-            transitions = []
-            undecodable = []
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    try:
-                        transitions.append(decode(AlertTransition, m.value))
-                    except RecordError as exc:
-                        undecodable.append(
-                            DeadLetter(
-                                source_topic=tp.topic, partition=tp.partition, offset=m.offset,
-                                key=m.key.decode(errors="replace") if m.key else None,
-                                stage="decode", reason=exc.reason, error_type=exc.error_type,
-                                payload=(m.value or b"").decode(errors="backslashreplace")[:10000],
-                                occurred_at=datetime.now(UTC),
-                            )
-                        )
-            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
-
-            async def commit(offsets: dict[TopicPartition, int] = offsets) -> None:
-                try:
-                    await alerts.commit(offsets)
-                except KafkaError as exc:
-                    # Mostly a rebalance between the fetch and the commit (CommitFailedError, or
-                    # IllegalStateError once the partitions are gone). The batch's group states are
-                    # already acknowledged in the state topic, so nothing is lost: the rejoin that
-                    # follows reloads the groups from there (_Takeover), the uncommitted batch comes
-                    # again and its sequences drop it as known, and `delivered` keeps what was sent
-                    # from being sent again. A later batch's commit covers these offsets too.
-                    COMMIT_FAILURES.labels(error=type(exc).__name__).inc()
-                    log.warning("alert dispatcher: committing the alerts offsets failed (%s: %s); the batch will be "
-                                "replayed and dropped as known", type(exc).__name__, exc)
-
-            await _retrying_writes(settings, health, stop, lambda: _handle(sink, dispatcher, undecodable, transitions, commit))
+        await _consume_alerts(alerts, listener, dispatcher, sink, settings=settings, health=health, stop=stop, ready=ready)
     finally:
         health.stopped()
         stop.set()
@@ -320,6 +240,118 @@ async def run_dispatcher(
             await sink.flush()
         finally:
             await producer.stop()
+
+
+def _alerts_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """The alerts topic's consumer: one group, every partition to its oldest member (see ``_oldest_member_assignor``)."""
+    return AIOKafkaConsumer(
+        **settings.kafka.aiokafka_kwargs(),
+        group_id=f"{settings.kafka.consumer_group}.alerting",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        partition_assignment_strategy=(_oldest_member_assignor(time.time()),),
+        max_poll_records=500,
+        # An alert is latency-critical and rare: do not let the broker hold a fetch open waiting for more.
+        fetch_max_wait_ms=50,
+    )
+
+
+async def _start_side(side: AIOKafkaConsumer, dispatcher: Dispatcher, sink: KafkaSink, settings: Settings) -> None:
+    """Load the silences to their end, then point ``side`` at new silences and at the recent Events (context)."""
+    prefix = settings.kafka.topic_prefix
+    # Silences first, to their end: a silenced alert must not page during start-up.
+    for key, value in await read_to_end(settings, SILENCES.named(prefix)):
+        await _put_silence(dispatcher, sink, SILENCES.named(prefix), key, value)
+    await side.start()
+    sil_tps = await assign_all(side, SILENCES.named(prefix))
+    ev_tps = await assign_all(side, EVENTS.named(prefix))
+    side.assign(sil_tps + ev_tps)
+    sil_end = await side.end_offsets(sil_tps)
+    for tp in sil_tps:
+        side.seek(tp, sil_end[tp])
+    since = int((datetime.now(UTC) - _EVENTS_LOOKBACK).timestamp() * 1000)
+    offsets = await side.offsets_for_times({tp: since for tp in ev_tps})
+    ev_end = await side.end_offsets(ev_tps)
+    for tp in ev_tps:
+        side.seek(tp, offsets[tp].offset if offsets.get(tp) else ev_end[tp])
+
+
+def _side_handler(dispatcher: Dispatcher, sink: KafkaSink, silences_topic: str) -> Callable[[Any], Awaitable[None]]:
+    """What the side consumer does with a message: a silence is put, an Event becomes context."""
+
+    async def on_side(m: Any) -> None:
+        if m.topic == silences_topic:
+            await _put_silence(dispatcher, sink, m.topic, m.key, m.value, partition=m.partition, offset=m.offset)
+        else:
+            try:
+                dispatcher.add_event(decode(KubeEvent, m.value))
+            except RecordError:
+                pass  # the events pipeline dead-letters bad events; here they are only context
+
+    return on_side
+
+
+async def _consume_alerts(
+    alerts: AIOKafkaConsumer, listener: _Takeover, dispatcher: Dispatcher, sink: KafkaSink,
+    *, settings: Settings, health: DispatcherHealth, stop: asyncio.Event, ready: asyncio.Event | None,
+) -> None:
+    """Until ``stop``: fetch alert transitions, hand them to the dispatcher, commit once their writes are confirmed."""
+    ready_by = time.monotonic() + 15.0
+    while not stop.is_set():
+        # The group is joined inside getmany; ready means "owns the alerts
+        # partitions" (or, for a standby, has waited long enough to be one).
+        if not health.running and (listener.owned or time.monotonic() > ready_by):
+            health.started()
+            if ready is not None:
+                ready.set()
+        batch = await alerts.getmany(timeout_ms=200)
+        if not batch:
+            continue
+        await listener.settled.wait()
+        transitions, undecodable = _decode_alerts(batch)
+        commit = _committer(alerts, {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs})
+        await _retrying_writes(settings, health, stop, lambda: _handle(sink, dispatcher, undecodable, transitions, commit))
+
+
+def _decode_alerts(batch: dict[TopicPartition, list[Any]]) -> tuple[list[AlertTransition], list[DeadLetter]]:
+    """The batch's alert transitions, and a dead letter for each message that is not one."""
+    transitions = []
+    undecodable = []
+    for tp, msgs in batch.items():
+        for m in msgs:
+            try:
+                transitions.append(decode(AlertTransition, m.value))
+            except RecordError as exc:
+                undecodable.append(
+                    DeadLetter(
+                        source_topic=tp.topic, partition=tp.partition, offset=m.offset,
+                        key=m.key.decode(errors="replace") if m.key else None,
+                        stage="decode", reason=exc.reason, error_type=exc.error_type,
+                        payload=(m.value or b"").decode(errors="backslashreplace")[:10000],
+                        occurred_at=datetime.now(UTC),
+                    )
+                )
+    return transitions, undecodable
+
+
+def _committer(alerts: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> Callable[[], Awaitable[None]]:
+    """Commit ``offsets`` of a handled batch; a failed commit is counted, not fatal."""
+
+    async def commit() -> None:
+        try:
+            await alerts.commit(offsets)
+        except KafkaError as exc:
+            # Mostly a rebalance between the fetch and the commit (CommitFailedError, or
+            # IllegalStateError once the partitions are gone). The batch's group states are
+            # already acknowledged in the state topic, so nothing is lost: the rejoin that
+            # follows reloads the groups from there (_Takeover), the uncommitted batch comes
+            # again and its sequences drop it as known, and `delivered` keeps what was sent
+            # from being sent again. A later batch's commit covers these offsets too.
+            COMMIT_FAILURES.labels(error=type(exc).__name__).inc()
+            log.warning("alert dispatcher: committing the alerts offsets failed (%s: %s); the batch will be "
+                        "replayed and dropped as known", type(exc).__name__, exc)
+
+    return commit
 
 
 async def _handle(

@@ -123,3 +123,40 @@ def test_the_checks_catch_lazy_relative_and_from_package_imports(tmp_path: Path)
     assert sorted(v.split(" imports ")[1].split(" ")[0] for v in forbidden) == ["collectors", "collectors._cluster", "streams", "streams.topics"]
     private = private_imports(fake, "models.probe")
     assert [v.split(" imports ")[1].split(",")[0] for v in private] == ["collectors._cluster"]
+
+
+MAX_FUNCTION_LINES = 80
+"""A function a reader can hold at once; longer ones are split by what they do (README, Architecture)."""
+
+
+def long_functions(path: Path, *, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Every function or method of ``path`` longer than ``limit`` lines (decorators not counted, nested ones included)."""
+    out = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (child.end_lineno or child.lineno) - child.lineno + 1
+                if lines > limit:
+                    out.append(f"{_where(path)}:{child.lineno} {prefix}{child.name} has {lines} lines")
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(path.read_text(), filename=str(path)), "")
+    return out
+
+
+def test_no_function_in_streams_collectors_or_the_cli_is_longer_than_80_lines() -> None:
+    bad = [v for path, _ in _sources(("streams", "collectors", "kubepulse")) for v in long_functions(path)]
+    assert bad == [], f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(bad)
+
+
+def test_the_length_check_counts_methods_and_nested_functions(tmp_path: Path) -> None:
+    fake = tmp_path / "probe.py"
+    body = "".join(f"        x{i} = {i}\n" for i in range(80))
+    fake.write_text(f"class A:\n    def m(self):\n{body}        def inner():\n            pass\n\n\ndef short():\n    pass\n")
+    assert [v.split(" ", 1)[1] for v in long_functions(fake)] == ["A.m has 83 lines"]
+    assert long_functions(fake, limit=83) == []
