@@ -201,7 +201,7 @@ class KubeClient:
             if resp.status in _RETRY_STATUSES:
                 API_RETRIES.labels(self.cluster, str(resp.status)).inc()
                 err = ClusterUnavailable(f"cluster {self.cluster}: watch {call.resource}: {resp.status}", status=resp.status)
-                err.retry_after = _retry_after(resp.headers)  # type: ignore[attr-defined]
+                err.retry_after = _retry_after(resp.headers)
                 raise err
             self._raise_for(call, resp.status, body)
         return resp

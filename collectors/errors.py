@@ -58,6 +58,8 @@ class ApiError(CollectorError):
 
 class ClusterUnavailable(ApiError):
     reason = "unavailable"
+    retry_after: float | None = None
+    """Seconds the API server asked to wait (``Retry-After``), when it said."""
 
 
 class AccessDenied(ApiError):

@@ -44,7 +44,7 @@ def silence_add(
         silence = new_silence(matchers, duration_s=seconds, created_by=author, comment=comment)
     except (ValueError, SilenceError) as exc:
         raise _fail(str(exc)) from exc
-    asyncio.run(add_silence(settings, silence))  # type: ignore[arg-type]
+    asyncio.run(add_silence(settings, silence))
     typer.echo(silence.silence_id)
 
 
@@ -61,7 +61,7 @@ def silence_list(
 
     settings = cli_settings(config)
     now = datetime.now(UTC)
-    silences = [s for s in asyncio.run(list_silences(settings)) if show_all or s.ends_at > now]  # type: ignore[arg-type]
+    silences = [s for s in asyncio.run(list_silences(settings)) if show_all or s.ends_at > now]
     for s in silences:
         if as_json:
             typer.echo(s.model_dump_json())
@@ -84,7 +84,7 @@ def silence_expire(
 
     settings = cli_settings(config)
     try:
-        s = asyncio.run(expire_silence(settings, silence_id))  # type: ignore[arg-type]
+        s = asyncio.run(expire_silence(settings, silence_id))
     except SilenceError as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"expired {s.silence_id}")
@@ -103,7 +103,7 @@ def check_config(
 
     settings = cli_settings(config)
     try:
-        cfg = load_config(settings, path=file)  # type: ignore[arg-type]
+        cfg = load_config(settings, path=file)
     except AlertingConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -130,9 +130,9 @@ def run(config: ConfigOpt = None) -> None:
     from streams.alerting.service import run_dispatcher
 
     settings = cli_settings(config)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # type: ignore[attr-defined]
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(settings)  # type: ignore[arg-type]
+        cfg = load_config(settings)
     except AlertingConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -147,12 +147,12 @@ def run(config: ConfigOpt = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_dispatcher(settings, config=cfg, stop=stop, health=health)  # type: ignore[arg-type]
+        await run_dispatcher(settings, config=cfg, stop=stop, health=health)
 
     # /readyz is false while Kafka writes fail or a receiver's last notification ran out of retries;
     # /metrics has the kubepulse_alerting_* counters. A write failure that lasts past
     # streams.write_failure_timeout_s ends the process non-zero (the orchestrator restarts it).
-    with start_health_server(settings, ready=health.ready):  # type: ignore[arg-type]
+    with start_health_server(settings, ready=health.ready):
         asyncio.run(main())
 
 

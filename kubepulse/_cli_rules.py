@@ -16,14 +16,14 @@ def _describe(rule: object) -> str:
     assert isinstance(rule, Rule)
     sp = rule.spec
     if sp.kind in ("threshold", "rate"):
-        what = f"{sp.metric} {sp.op} {sp.threshold:g}"  # type: ignore[union-attr]
+        what = f"{sp.metric} {sp.op} {sp.threshold:g}"
         if sp.kind == "rate":
-            what = f"rate({sp.metric}[{sp.window:g}s]) {sp.op} {sp.threshold:g}"  # type: ignore[union-attr]
+            what = f"rate({sp.metric}[{sp.window:g}s]) {sp.op} {sp.threshold:g}"
     elif sp.kind == "predict":
-        limit = sp.limit_metric or f"{sp.limit:g}"  # type: ignore[union-attr]
-        what = f"{sp.metric} reaches {limit} within {sp.within:g}s"  # type: ignore[union-attr]
+        limit = sp.limit_metric or f"{sp.limit:g}"
+        what = f"{sp.metric} reaches {limit} within {sp.within:g}s"
     elif sp.kind == "event":
-        what = f"{'|'.join(sp.reasons)} x{sp.count} in {sp.window:g}s"  # type: ignore[union-attr]
+        what = f"{'|'.join(sp.reasons)} x{sp.count} in {sp.window:g}s"
     else:
         what = f"anomalies x{sp.count} in {sp.window:g}s"  # type: ignore[union-attr]
     hold = f" for {sp.for_:g}s" if sp.for_ else ""

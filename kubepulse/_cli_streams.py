@@ -51,16 +51,16 @@ def worker(
     settings = cli_settings(config)
     asyncio.run(create_topics(settings))
     try:
-        app = create_app(settings)  # type: ignore[arg-type]
+        app = create_app(settings)
     except AlertingConfigError as exc:  # the dispatcher runs in the worker: its config is checked at start
         typer.echo(f"alerting configuration: {exc}", err=True)
         raise typer.Exit(2) from exc
-    level = settings.log_level.lower()  # type: ignore[attr-defined]
+    level = settings.log_level.lower()
     from kubepulse._health import start_health_server
 
     # /healthz, /readyz, /metrics on settings.http_port (0: off); ready while the app runs, is not in the
     # middle of a consumer-group rebalance, and its writes are confirmed (streams._runtime.Runtime.ready).
-    with start_health_server(settings, ready=app.kubepulse_runtime.ready):  # type: ignore[arg-type,attr-defined]
+    with start_health_server(settings, ready=app.kubepulse_runtime.ready):  # type: ignore[attr-defined]  # set by streams.app.create_app
         faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 

@@ -23,7 +23,7 @@ import pickle
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from models import fingerprint
 from models.records import AlertTransition, Anomaly, KubeEvent
@@ -166,7 +166,7 @@ class Compiled:
 
     # -- transitions -------------------------------------------------------
 
-    def _transition(self, s: Series, status: str, at: float) -> AlertTransition:
+    def _transition(self, s: Series, status: Literal["firing", "resolved"], at: float) -> AlertTransition:
         labels = s.labels or {}
         value = s.value if s.value is not None and math.isfinite(s.value) else None
         annotations = {
@@ -175,7 +175,7 @@ class Compiled:
         }
         return AlertTransition(
             fingerprint=s.fp,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             labels=dict(labels),
             annotations=annotations,
             starts_at=_dt(s.active_at),
@@ -224,7 +224,8 @@ class _MetricRule(Compiled):
     def __init__(self, rule: Rule, rid: str, **kw: Any) -> None:
         super().__init__(rule, rid, **kw)
         sp = rule.spec
-        self.metric: str = sp.metric  # type: ignore[union-attr]
+        assert isinstance(sp, (spec.ThresholdRule, spec.PredictRule))  # rate rules are threshold rules
+        self.metric: str = sp.metric
         guard = getattr(sp, "and_", None)
         self.guard: tuple[str, Callable[[float], bool]] | None = (guard.metric, _OPS[guard.op](guard.threshold)) if guard else None
         self.needs_companions = self.guard is not None
