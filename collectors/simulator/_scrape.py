@@ -336,7 +336,7 @@ def _eth0(owner: PodState | NodeState, dt: float | None) -> Interface:
     totals = (owner.rx_total, owner.tx_total, owner.rx_err_total, owner.tx_err_total)
     pn = owner.prev_net
     if pn is not None and dt:
-        rates = ((totals[0] - pn[0]) / dt, (totals[1] - pn[1]) / dt, (totals[2] - pn[2]) / dt, (totals[3] - pn[3]) / dt)
+        rates: tuple[float | None, ...] = ((totals[0] - pn[0]) / dt, (totals[1] - pn[1]) / dt, (totals[2] - pn[2]) / dt, (totals[3] - pn[3]) / dt)
     else:
         rates = (None, None, None, None)
     owner.prev_net = totals
