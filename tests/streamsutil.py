@@ -115,10 +115,11 @@ async def wait_for(check, *, timeout: float, what: str):  # noqa: ANN001, ANN201
 
 async def read_until(settings: Settings, topic: str, done, *, timeout: float = 60.0) -> list[tuple[str | None, bytes]]:
     """Read ``topic`` from the beginning (read_committed) until ``done(messages)`` is true or ``timeout`` passes."""
-    import asyncio
     import time
 
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
+
+    from models.kafka import topic_partitions
 
     consumer = AIOKafkaConsumer(
         **settings.kafka.aiokafka_kwargs(), auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
@@ -128,14 +129,10 @@ async def read_until(settings: Settings, topic: str, done, *, timeout: float = 6
     out: list[tuple[str | None, bytes]] = []
     try:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic)
-            if parts:
-                consumer.assign([TopicPartition(topic, p) for p in parts])
-                await consumer.seek_to_beginning()
-                break
-            await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.2)
+        tps = await topic_partitions(consumer, topic, timeout=timeout)
+        if tps:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning()
         while not done(out) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300)
             for msgs in batch.values():
