@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from models.records import AlertTransition, KubeEvent
@@ -87,7 +87,7 @@ class AlertMessage:
     """Parts already delivered in this notification, so a retry does not repeat them."""
 
     @property
-    def status(self) -> str:
+    def status(self) -> Literal["firing", "resolved"]:
         return "firing" if self.firing else "resolved"
 
     @property

@@ -680,10 +680,10 @@ class Dispatcher:
                 Notification(
                     notification_id=nid,
                     receiver=receiver.name,
-                    integration=job.notifier.integration,  # type: ignore[arg-type]
+                    integration=job.notifier.integration,
                     group_key=g.match.group_key,
                     fingerprints=message.fingerprints,
-                    status=message.status,  # type: ignore[arg-type]
+                    status=message.status,
                     attempt=attempt,
                     outcome=outcome,  # type: ignore[arg-type]
                     error=error,

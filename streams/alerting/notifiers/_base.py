@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from streams.alerting._message import AlertMessage, parse_retry_after
 from streams.alerting.errors import NotifyError
@@ -42,7 +42,8 @@ class Notifier(ABC):
     and disable their client library's own retry loops.
     """
 
-    integration: ClassVar[str]
+    integration: ClassVar[Literal["pagerduty", "slack", "email", "webhook", "console", "kafka"]]
+    """The integration's name in a ``Notification`` (its ``integration`` field)."""
 
     def __init__(self, *, receiver: str, integration_id: str, timeout: float) -> None:
         self.receiver = receiver
