@@ -51,6 +51,8 @@ from models.settings import Settings
 
 __all__ = [
     "DEMO_INJECT",
+    "LIVE_HORIZON_S",
+    "clock_skew_s",
     "DemoPlan",
     "DemoError",
     "Children",
@@ -79,6 +81,31 @@ SUMMARY_KEYS = (
 DOCUMENT_KINDS = ("metrics", "events", "quotas", "rollups", "anomalies", "alerts", "notifications", "incidents", "deadletter")
 _WALL_TIME_KINDS = ("notifications", "deadletter")
 """Kinds stamped with the wall clock (when a notification was sent, when a record failed); the others carry data time."""
+
+
+LIVE_HORIZON_S = 7 * 86400.0
+"""Wall seconds a live (until Ctrl-C) demo is assumed to run at most, for the clock lead its worker allows."""
+
+
+def clock_skew_s(base: Settings, *, speed: float, duration_s: float | None, real_clusters: bool) -> float:
+    """``streams.max_clock_skew_s`` for a demo's worker: the user's, plus how far the simulated clock runs ahead.
+
+    An accelerated simulation stamps its scrapes ``(speed - 1)`` x the wall time it has run ahead of the wall
+    clock (14 minutes per minute at 15x). The worker bounds a scrape's time by Kafka's receive time plus
+    ``max_clock_skew_s`` (a node whose clock runs fast), so with the default 2 minutes nearly every scrape
+    of a demo was processed at "now + 2 min": its anomalies and alerts carried wall-clock times, matched no
+    incident of the labels file (simulated time), and the summary counted 1 incident of 9 found.
+
+    >>> from models.settings import Settings
+    >>> clock_skew_s(Settings(), speed=15.0, duration_s=300.0, real_clusters=False)
+    4320.0
+    >>> clock_skew_s(Settings(), speed=15.0, duration_s=300.0, real_clusters=True)  # real clocks: the user's bound
+    120.0
+    """
+    skew = base.streams.max_clock_skew_s
+    if real_clusters or speed <= 1.0:
+        return skew
+    return skew + (speed - 1.0) * (duration_s if duration_s is not None else LIVE_HORIZON_S)
 
 
 class DemoError(RuntimeError):
@@ -158,6 +185,7 @@ def plan_demo(
 
         rules = [default_rules_path()]
     rules.append(DEMO_RULES)
+    skew = clock_skew_s(base, speed=speed, duration_s=duration_s, real_clusters=bool(base.clusters))
     env = {
         "KUBEPULSE_KAFKA__TOPIC_PREFIX": f"demo.{run_id}.",
         "KUBEPULSE_KAFKA__CONSUMER_GROUP": group,
@@ -171,6 +199,8 @@ def plan_demo(
         # The dispatcher runs as its own process here (its lag is part of the drain), so the
         # worker does not run a second, standby one.
         "KUBEPULSE_STREAMS__DISPATCH_ALERTS": "false",
+        # The simulated clock runs ahead of the wall clock: the worker must not restamp it (clock_skew_s).
+        "KUBEPULSE_STREAMS__MAX_CLOCK_SKEW_S": repr(skew),
     }
     alerting_file = _alerting_config(base, workdir)
     if alerting_file is not None:
@@ -182,7 +212,7 @@ def plan_demo(
             "alerting": base.alerting.model_copy(
                 update={"notifications_file": workdir / "notifications.jsonl", "config_file": alerting_file or base.alerting.config_file}
             ),
-            "streams": base.streams.model_copy(update={"rules_files": rules}),
+            "streams": base.streams.model_copy(update={"rules_files": rules, "max_clock_skew_s": skew}),
             "http_port": 0,
         }
     )

@@ -74,3 +74,26 @@ def test_console_only_by_default_and_pagerduty_and_slack_too_when_their_secrets_
     # The secrets stay in the settings (the environment), never in the generated file.
     text = plan.settings.alerting.config_file.read_text()
     assert "R0UTINGKEY" not in text and "hooks.slack" not in text
+
+
+def test_an_accelerated_demos_worker_keeps_the_simulated_time_of_the_runs_last_scrape(tmp_path: Path) -> None:
+    # At 15x the simulated clock is 14 x the elapsed wall time ahead; with the default skew bound (2 min)
+    # the worker restamped the scrapes to "received + 2 min", and no anomaly matched an incident's window.
+    from datetime import timedelta
+
+    from streams._state import bounded_time
+
+    plan = plan_demo(load_settings(), duration_s=300, run_id="r7", workdir=tmp_path, speed=15.0)
+    skew = plan.settings.streams.max_clock_skew_s
+    env = Children(plan, environ={}).env
+    assert load_settings(streams={"max_clock_skew_s": env["KUBEPULSE_STREAMS__MAX_CLOCK_SKEW_S"]}).streams.max_clock_skew_s == skew
+    start = plan.wall_start
+    last = start + timedelta(seconds=300 * 15.0)  # the last scrape's own (simulated) time
+    received = (start + timedelta(seconds=300)).timestamp()  # when Kafka got it
+    assert bounded_time(last, received=received, max_skew_s=skew) == last
+    # A scrape from a node whose clock is off by more than the user's bound is still restamped:
+    # the allowance is the simulation's lead, not "anything goes".
+    assert bounded_time(last + timedelta(hours=1), received=received, max_skew_s=skew) < last + timedelta(hours=1)
+    real = plan_demo(load_settings(clusters=[{"name": "prod", "context": "prod"}]), duration_s=300, run_id="r8",
+                     workdir=tmp_path)
+    assert real.settings.streams.max_clock_skew_s == load_settings().streams.max_clock_skew_s
