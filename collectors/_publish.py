@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 
 from collectors._metrics import PUBLISH_BUFFERED, PUBLISH_FAILING, PUBLISH_FAILURES, RECORDS_PUBLISHED
 from collectors.errors import PublishFailed
+from models.kafka import start_producer
 from models.settings import KafkaSettings
 
 log = logging.getLogger("kubepulse.collectors")
@@ -107,13 +108,7 @@ class Publisher:
     async def _current(self) -> tuple[int, AIOKafkaProducer]:
         async with self._lock:
             if self._producer is None:
-                producer = AIOKafkaProducer(**self._kwargs)
-                try:
-                    await producer.start()
-                except BaseException:
-                    await producer.stop()
-                    raise
-                self._producer = producer
+                self._producer = await start_producer(**self._kwargs)
             return self._generation, self._producer
 
     async def _renew(self, generation: int) -> None:

@@ -14,13 +14,29 @@ import time
 from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from models.settings import Settings
 
-__all__ = ["create_topics", "topic_partitions", "assign_all", "records_to_end", "read_to_end"]
+__all__ = ["start_producer", "create_topics", "topic_partitions", "assign_all", "records_to_end", "read_to_end"]
+
+
+async def start_producer(**kwargs: Any) -> AIOKafkaProducer:
+    """A started ``AIOKafkaProducer(**kwargs)``; if starting fails, the producer is stopped before the error propagates.
+
+    A producer whose ``start()`` raised (no broker, a cancelled task) still
+    holds its client and connections: stopping it is what keeps a retry loop
+    from leaking one per attempt.
+    """
+    producer = AIOKafkaProducer(**kwargs)
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
 
 
 async def create_topics(

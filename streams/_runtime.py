@@ -39,7 +39,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from models.kafka import records_to_end, topic_partitions
+from models.kafka import records_to_end, start_producer, topic_partitions
 from models.records import AlertTransition, DeadLetter, Record
 from models.settings import Settings
 from streams import _metrics as M
@@ -175,13 +175,7 @@ class Outbox:
 
     async def start(self) -> None:
         if self.producer is None:
-            producer = AIOKafkaProducer(**self._kwargs)
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self.producer = producer
+            self.producer = await start_producer(**self._kwargs)
 
     async def stop(self) -> None:
         producer, self.producer = self.producer, None
