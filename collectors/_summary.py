@@ -123,6 +123,19 @@ def _utilisation(rec: dict[str, Any], *, cpu_req: Any, cpu_lim: Any, mem_req: An
     rec["memory_node_share"] = _share(mem, node.allocatable_memory)
 
 
+def _pod_utilisation(pod: dict[str, Any], node: NodeInfo) -> None:
+    """:func:`_utilisation` of a pod against its own requests and limits (as :func:`_pod_base` summed them)."""
+    requests, limits = pod.get("requests", {}), pod.get("limits", {})
+    _utilisation(
+        pod,
+        cpu_req=requests.get("cpu_cores"),
+        cpu_lim=limits.get("cpu_cores"),
+        mem_req=requests.get("memory_bytes"),
+        mem_lim=limits.get("memory_bytes"),
+        node=node,
+    )
+
+
 def _pod_base(info: PodInfo | None, ref: dict[str, Any]) -> dict[str, Any]:
     pod: dict[str, Any] = {"namespace": ref["namespace"], "name": ref["name"], "uid": ref.get("uid") or ""}
     if info is not None:
@@ -220,14 +233,7 @@ def _summary_dict(summary: Any, *, cluster: str, node: NodeInfo, pods: dict[tupl
         pod_start = ps.get("startTime") or ""
         pod = _pod_base(info, ref)
         pod.update(_usage(ps, counters, pkey, pod_start))
-        _utilisation(
-            pod,
-            cpu_req=pod.get("requests", {}).get("cpu_cores"),
-            cpu_lim=pod.get("limits", {}).get("cpu_cores"),
-            mem_req=pod.get("requests", {}).get("memory_bytes"),
-            mem_lim=pod.get("limits", {}).get("memory_bytes"),
-            node=node,
-        )
+        _pod_utilisation(pod, node)
         pod["network"] = _interfaces(ps.get("network"), counters, pkey, pod_start)
         pod["ephemeral_storage"] = _fs(ps.get("ephemeral-storage"))
         pod["volumes"] = [
@@ -290,14 +296,7 @@ def build_from_metrics(
                 mems = [c["memory_working_set_bytes"] for c in containers if c.get("memory_working_set_bytes") is not None]
                 pod["cpu_cores"] = sum(cpus) if cpus else None
                 pod["memory_working_set_bytes"] = sum(mems) if mems else None
-            _utilisation(
-                pod,
-                cpu_req=pod.get("requests", {}).get("cpu_cores"),
-                cpu_lim=pod.get("limits", {}).get("cpu_cores"),
-                mem_req=pod.get("requests", {}).get("memory_bytes"),
-                mem_lim=pod.get("limits", {}).get("memory_bytes"),
-                node=node,
-            )
+            _pod_utilisation(pod, node)
             pod["containers"] = containers
             out_pods.append(pod)
         return _finish({"cluster": cluster, "node": node.name, "timestamp": ts, "source": "metrics.k8s.io", "node_stats": sample, "pods": out_pods})
