@@ -318,25 +318,22 @@ def _metrics(s: NodeScrape) -> list[Document]:
     sets = {ms: _METRICSETS[ms] for ms in ("pod", "volume", "container")}
     # What every document of the scrape shares, built once per scrape.
     scrape_part = {ms: _build(parts["record"], ctx) for ms, parts in sets.items()}
-    pod_parts, vol_parts, ct_parts = sets["pod"], sets["volume"], sets["container"]
+    pod_parts = sets["pod"]
     for p in s.pods:
         pod_prefix = f"{c}/{p.namespace}/{p.name}/"
         ctx["pod"] = ctx["self"] = p
         ctx["entity"] = entity = pod_prefix + "-/"
         doc = _build(pod_parts["pod"], ctx, dict(scrape_part["pod"]))
         out.append(Document("metrics", day, series_doc_id(entity, when), _build(pod_parts["self"], ctx, doc)))
-        if p.volumes:
-            shared = _build(vol_parts["pod"], ctx, dict(scrape_part["volume"]))
-            for v in p.volumes:
-                ctx["self"] = v
-                ctx["entity"] = entity = f"{pod_prefix}volume:{v.name}/"
-                out.append(Document("metrics", day, series_doc_id(entity, when), _build(vol_parts["self"], ctx, dict(shared))))
-        if p.containers:
-            shared = _build(ct_parts["pod"], ctx, dict(scrape_part["container"]))
-            for ct in p.containers:
-                ctx["self"] = ct
-                ctx["entity"] = entity = f"{pod_prefix}{ct.name}/"
-                out.append(Document("metrics", day, series_doc_id(entity, when), _build(ct_parts["self"], ctx, dict(shared))))
+        # Its volumes, then its containers: one document each, on top of what they share of the pod.
+        for ms, children, slot in (("volume", p.volumes, "volume:"), ("container", p.containers, "")):
+            if children:
+                parts = sets[ms]
+                shared = _build(parts["pod"], ctx, dict(scrape_part[ms]))
+                for child in children:
+                    ctx["self"] = child
+                    ctx["entity"] = entity = f"{pod_prefix}{slot}{child.name}/"
+                    out.append(Document("metrics", day, series_doc_id(entity, when), _build(parts["self"], ctx, dict(shared))))
     return out
 
 
