@@ -221,6 +221,11 @@ class Compiled:
 class _MetricRule(Compiled):
     """Threshold, rate and predict rules: one value per observation of an entity."""
 
+    enter: Callable[[float], bool]
+    """Whether a value enters the condition (set by each kind)."""
+    stay: Callable[[float], bool]
+    """Whether a value keeps the condition once entered."""
+
     def __init__(self, rule: Rule, rid: str, **kw: Any) -> None:
         super().__init__(rule, rid, **kw)
         sp = rule.spec
@@ -303,6 +308,35 @@ class _MetricRule(Compiled):
                 if s.aux is None:
                     del rs[key]
 
+    def _kept(self, st: RuleState, key: str, t: float) -> tuple[dict[str, Series], Series] | None:
+        """The state of a series for a rule that keeps its history while inactive (rate, predict), created on first sight.
+
+        None when ``t`` is already folded into it (a replay after restart).
+        """
+        rs = st.series.get(self.rid)
+        if rs is None:
+            rs = st.series[self.rid] = {}
+        s = rs.get(key)
+        if s is None:
+            s = rs[key] = Series()
+        elif t <= s.last_t:
+            return None
+        return rs, s
+
+    def _settle(
+        self, st: RuleState, kept: tuple[dict[str, Series], Series], key: str, t: float, value: float | None,
+        identity: Mapping[str, str], companions: Mapping[str, float | None] | None,
+    ) -> list[AlertTransition]:
+        """Step a kept series to ``value`` (None: not enough evidence yet, hold) under ``enter``, ``stay`` and the guard."""
+        rs, s = kept
+        guard = self._guard_ok(companions)
+        out: list[AlertTransition] = []
+        enters = value is not None and self.enter(value) and guard
+        stays = value is not None and self.stay(value) and guard
+        self.step(rs, key, s, t, value, enters, stays, identity, out, keep=True)
+        st.dirty = True
+        return out
+
     def observe(self, st: RuleState, key: str, identity: Mapping[str, str], v: float, t: float, companions: Mapping[str, float | None] | None) -> list[AlertTransition] | None:
         raise NotImplementedError
 
@@ -368,26 +402,13 @@ class RateCompiled(ThresholdCompiled):
         return inc / self.window
 
     def observe(self, st: RuleState, key: str, identity: Mapping[str, str], v: float, t: float, companions: Mapping[str, float | None] | None) -> list[AlertTransition] | None:
-        rs = st.series.get(self.rid)
-        if rs is None:
-            rs = st.series[self.rid] = {}
-        s = rs.get(key)
-        if s is not None and t <= s.last_t:
+        kept = self._kept(st, key, t)
+        if kept is None:
             return None
-        if s is None:
-            s = rs[key] = Series()
-        elif t - s.last_t >= self.stale_after:
-            s.aux = None
-        if s.aux is None:
-            s.aux = []
-        rate = self._rate(s.aux, t, v)
-        guard = self._guard_ok(companions)
-        out: list[AlertTransition] = []
-        enters = rate is not None and self.enter(rate) and guard
-        stays = rate is not None and self.stay(rate) and guard
-        self.step(rs, key, s, t, rate, enters, stays, identity, out, keep=True)
-        st.dirty = True
-        return out
+        s = kept[1]
+        if s.aux is None or t - s.last_t >= self.stale_after:
+            s.aux = []  # new, or stale: the window starts again
+        return self._settle(st, kept, key, t, self._rate(s.aux, t, v), identity, companions)
 
 
 class PredictCompiled(_MetricRule):
@@ -400,6 +421,8 @@ class PredictCompiled(_MetricRule):
         self.sp = sp
         self.threshold = sp.within
         self.resolve_within = sp.resolve_within if sp.resolve_within is not None else sp.within
+        self.enter = _OPS["<="](sp.within)
+        self.stay = _OPS["<="](self.resolve_within)
         self.tau = sp.window / 2
         self.min_span = sp.min_span if sp.min_span is not None else sp.window / 4
         self.needs_companions = self.needs_companions or sp.limit_metric is not None
@@ -409,14 +432,10 @@ class PredictCompiled(_MetricRule):
         limit = sp.limit if sp.limit_metric is None else (companions or {}).get(sp.limit_metric)
         if limit is None or limit <= 0:
             return None  # no ceiling (a container without a memory limit): nothing to run out of
-        rs = st.series.get(self.rid)
-        if rs is None:
-            rs = st.series[self.rid] = {}
-        s = rs.get(key)
-        if s is not None and t <= s.last_t:
+        kept = self._kept(st, key, t)
+        if kept is None:
             return None
-        if s is None:
-            s = rs[key] = Series()
+        s = kept[1]
         s.aux = trend.update(s.aux, t, v, tau=self.tau, window=sp.window)
         f = trend.fit(s.aux, min_points=sp.min_points, min_span=self.min_span, min_r2=sp.min_r2)
         tte: float | None
@@ -424,13 +443,7 @@ class PredictCompiled(_MetricRule):
             tte = 0.0 if v >= limit else None
         else:
             tte = 0.0 if v >= limit else trend.time_to_reach(f[0], f[1], limit)
-        guard = self._guard_ok(companions)
-        out: list[AlertTransition] = []
-        enters = tte is not None and tte <= sp.within and guard
-        stays = tte is not None and tte <= self.resolve_within and guard
-        self.step(rs, key, s, t, tte, enters, stays, identity, out, keep=True)
-        st.dirty = True
-        return out
+        return self._settle(st, kept, key, t, tte, identity, companions)
 
 
 class _WindowRule(Compiled):
