@@ -8,10 +8,11 @@ belongs is an error, durations are Prometheus' (``30s``, ``5m``, ``1h30m``,
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
+
+from streams._durations import duration_seconds
 
 __all__ = [
     "parse_duration",
@@ -30,10 +31,6 @@ __all__ = [
     "OPS",
 ]
 
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
-
-
 def parse_duration(v: object) -> float:
     """Seconds in a Prometheus duration.
 
@@ -42,10 +39,10 @@ def parse_duration(v: object) -> float:
     """
     if not isinstance(v, str):
         raise ValueError(f"expected a duration such as '30s', '5m' or '1h30m', got {type(v).__name__} {v!r}")
-    m = _DURATION.match(v.strip())
-    if not v.strip() or not m:
+    seconds = duration_seconds(v, fractional_seconds=False)
+    if seconds is None:
         raise ValueError(f"{v!r} is not a duration: use digits and units y w d h m s ms, e.g. '90s', '5m', '1h30m'")
-    return float(sum(int(g) * u for g, u in zip(m.groups(), _UNITS, strict=True) if g))
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -35,7 +35,6 @@ as a number (``0.2``), which is what the tests use.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -53,6 +52,7 @@ from pydantic import (
 )
 
 from models.settings import Settings
+from streams._durations import duration_seconds
 from streams.alerting._matchers import Matcher, parse_matcher
 from streams.alerting.errors import AlertingConfigError, MatcherError
 
@@ -74,10 +74,6 @@ __all__ = [
     "parse_duration",
 ]
 
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
-_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
-
-
 def parse_duration(value: Any) -> float:
     """Seconds from an Alertmanager duration or a number.
 
@@ -91,9 +87,9 @@ def parse_duration(value: Any) -> float:
             raise ValueError("a duration cannot be negative")
         return float(value)
     if isinstance(value, str):
-        m = _DURATION.match(value.strip())
-        if m and value.strip():
-            return float(sum(float(g) * u for g, u in zip(m.groups(), _UNITS, strict=True) if g))
+        seconds = duration_seconds(value, fractional_seconds=True)
+        if seconds is not None:
+            return seconds
     raise ValueError(f"{value!r} is not a duration (e.g. 30s, 5m, 1h30m, or seconds as a number)")
 
 

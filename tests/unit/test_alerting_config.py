@@ -39,7 +39,7 @@ def test_matchers_follow_alertmanager_semantics():
 
 
 def test_durations_take_alertmanager_forms_and_plain_seconds():
-    assert [parse_duration(v) for v in ("30s", "5m", "4h", "1h30m", "1d", "250ms", 0.2)] == [30, 300, 14400, 5400, 86400, 0.25, 0.2]
+    assert [parse_duration(v) for v in ("30s", "5m", "4h", "1h30m", "1d", "250ms", 0.2, "1m1.5s")] == [30, 300, 14400, 5400, 86400, 0.25, 0.2, 61.5]
     with pytest.raises(ValueError):
         parse_duration("soon")
 

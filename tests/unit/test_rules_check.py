@@ -68,6 +68,8 @@ def test_rules_list_shows_the_default_pack() -> None:
         ("        metric: container.cpu_cores\n        threshold: 1\n        annotations:\n          summary: \"{{ $labels.pod | bogus }}\"\n", 8, "template: unknown template function 'bogus'"),
         ("        metric: container.cpu_cores\n        threshold: 1\n        thresold: 2\n", 7, "unknown key 'thresold'"),
         ("        metric: container.cpu_cores\n        threshold: 1\n        for: 5 minutes\n", 7, "'5 minutes' is not a duration"),
+        # Prometheus rule files have no decimal seconds (the alerting config, Alertmanager's, has).
+        ("        metric: container.cpu_cores\n        threshold: 1\n        for: 0.5s\n", 7, "'0.5s' is not a duration"),
         ("        metric: container.cpu_cores\n        threshold: 0.9\n        resolve_threshold: 0.95\n", 4, "resolve_threshold 0.95 must be <= threshold 0.9"),
         ("        kind: predict\n        metric: volume.used_bytes\n        limit_metric: container.memory_limit_bytes\n        within: 4h\n", 7, "is a container metric, not of the volume"),
         ("        metric: container.cpu_cores\n        threshold: 1\n        threshold: 2\n", 7, "duplicate key 'threshold'"),
