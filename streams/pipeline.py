@@ -597,13 +597,14 @@ class Pipeline:
             if det is None:
                 # The metric's unit sets the default detector's resolution (streams.scoring).
                 det = dets[k] = new_detector(self.detector_name, metric=sh.names[j])
-            x["value"] = v
-            score = det.score_one(x, t=ts)
+            # score_one then learn_one in one call; a score above the threshold comes back before learning.
+            score = det.score_learn(v, ts, threshold)
             if score > threshold:
                 found.append(anomaly(e.prefix + sh.names[j], node=scrape.node, ts=ts_dt, value=v,
                                      baseline=det.baseline, score=score, threshold=threshold,
                                      detector=self.detector_label, workloads=workloads))
-            det.learn_one(x, t=ts)
+                x["value"] = v
+                det.learn_one(x, t=ts)
         return found
 
     def _close(self, st: NodeState, ts: float, out: Outputs) -> bool:

@@ -205,6 +205,19 @@ class Detector(base.AnomalyDetector):
         det._restore(struct.unpack_from(fmt, data, offset))
         return det
 
+    def score_learn(self, v: float, t: float, above: float) -> float:
+        """``score_one`` then ``learn_one`` of the value ``v`` at time ``t``, as the streams call them, in one call.
+
+        A score above ``above`` comes back *before* the sample is learned: the caller reads
+        ``baseline`` (the expectation the sample was judged against), then calls ``learn_one``.
+        Detectors may override this with a faster path; the result must be the same, bit for bit.
+        """
+        x = {self.feature: v}
+        score = self.score_one(x, t)
+        if not score > above:
+            self.learn_one(x, t)
+        return score
+
     def __reduce__(self) -> tuple:
         # Pickle through the compact bytes: what the Faust table stores stays small and exact.
         return (detector_from_bytes, (self.to_bytes(),))
