@@ -38,8 +38,8 @@ incidents on (recall within 5 scrapes, median delay and false alarms per
 1,000 series-days from ``collectors.simulator.labels.score``).
 
 ``--micro`` times the bare ``score_one`` + ``learn_one`` step of every
-registered detector on 200k noisy points at a 15 s scrape, as the streams
-worker calls it, and reports the median points per CPU-second of ``--runs``
+registered detector on 200k noisy points at a 15 s scrape (the streams
+worker makes the same step in one call, ``score_learn``, which is faster), and reports the median points per CPU-second of ``--runs``
 runs (CPU time, so other processes on a shared machine matter less).
 
     python bench/detector.py [DATA_DIR] [--detector NAME]

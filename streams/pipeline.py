@@ -115,13 +115,16 @@ def windowed_metric_names(selectors: Iterable[str] | None = None) -> frozenset[s
 class _Shape:
     """What depends only on an entity's kind and metric names: positions windowed, scored, and its rules."""
 
-    __slots__ = ("names", "win", "win_names", "scored", "rules")
+    __slots__ = ("names", "win", "win_names", "win_values", "scored", "rules")
 
     def __init__(self, names: tuple[str, ...], *, windowed: frozenset[str], scored: frozenset[str],
                  engine: Any) -> None:
         self.names = names
         self.win = tuple(j for j, m in enumerate(names) if m in windowed)
         self.win_names = tuple(names[j] for j in self.win)
+        # The windowed values of an entity's value list in one C call (a tuple, also for one position).
+        win = self.win
+        self.win_values = itemgetter(*win) if len(win) > 1 else (lambda vs, j=win[0]: (vs[j],)) if win else None
         self.scored = tuple(j for j, m in enumerate(names) if m in scored)
         entity_rules = getattr(engine, "entity_rules", None)
         self.rules = entity_rules(names) if entity_rules is not None else None
@@ -536,7 +539,7 @@ class Pipeline:
             st.last_ts = ts
         if fold.slots:
             vals = np.full(st.width, _NAN)
-            vals[np.array(fold.slots, dtype=np.intp)] = [_NAN if v is None else v for v in fold.values]
+            vals[np.array(fold.slots, dtype=np.intp)] = np.array(fold.values, dtype=np.float64)  # None -> NaN
             out.late_dropped = st.windows.fold(ts, vals)
         self._close(st, ts, out)
         self._absent(st, ts, out, {gid for gid, _ in grouped})
@@ -546,65 +549,72 @@ class Pipeline:
 
     def _group(self, g: Group, ents: list[Entity], scrape: NodeScrape, fold: _Fold, out: Outputs, *,
                in_order: bool) -> None:
-        """One group's entities: their window values into ``fold``, detectors and rules (in time order only)."""
+        """One group's entities: their window values into ``fold``, detectors and rules (in time order only).
+
+        Each scored sample is scored, then learned (``score_learn``, one call); one above the threshold is
+        an anomaly, and goes to the group's rules before the entity's own samples do.
+        """
         ts_dt = scrape.timestamp
         ts = ts_dt.timestamp()
         engine = self.engine
         rstate = self._rules_of(g) if in_order else None
         transitions = out.transitions
+        threshold = self.threshold
+        fast_rules = self._fast_rules
+        slots, values = fold.slots, fold.values
+        samples = 0
         workloads: dict[str, str] = {}
         for e, ent in zip(g.ents, ents, strict=True):
             metrics = ent.metrics
             sh = e.shape
             vs = list(map(_second, metrics))
-            fold.samples += len(vs) - vs.count(None)
-            if sh.win:
-                fold.slots.extend(range(e.lo, e.lo + len(sh.win)))
-                fold.values.extend(vs[j] for j in sh.win)
+            samples += len(vs) - vs.count(None)
+            win_values = sh.win_values
+            if win_values is not None:
+                lo = e.lo
+                slots.extend(range(lo, lo + len(sh.win)))
+                values.extend(win_values(vs))
             if ent.kind == "pod" and "workload" in ent.labels:
                 workloads[e.prefix[:-2]] = ent.labels["workload"]
             if in_order and sh.scored:
-                for a in self._score(e, vs, scrape, workloads):
-                    out.anomalies.append(a)
-                    if rstate is not None:
-                        transitions.extend(engine.observe_anomaly(a, state=rstate))  # type: ignore[union-attr]
+                dets = e.dets
+                for k, j in enumerate(sh.scored):
+                    v = vs[j]
+                    if v is None:
+                        continue
+                    det = dets[k]
+                    if det is None:
+                        # The metric's unit sets the default detector's resolution (streams.scoring).
+                        det = dets[k] = new_detector(self.detector_name, metric=sh.names[j])
+                    # A score above the threshold comes back before the sample is learned.
+                    score = det.score_learn(v, ts, threshold)
+                    if score > threshold:
+                        self._anomaly(e, j, v, det, score, scrape, workloads, out, rstate)
             if rstate is None:
                 continue
-            if self._fast_rules:
+            if fast_rules:
                 if sh.rules:
                     got = observe_planned(sh.rules, e.prefix, ent.labels, metrics, ts, rstate)
                     if got:
                         transitions += got
             else:
                 transitions.extend(engine.observe_entity(ent, ts_dt, state=rstate))  # type: ignore[union-attr]
+        fold.samples += samples
         if rstate is not None and len(rstate):
             transitions.extend(engine.tick(ts_dt, state=rstate))  # type: ignore[union-attr]
 
-    def _score(self, e: _Ent, vs: list[float | None], scrape: NodeScrape, workloads: dict[str, str]) -> list[Anomaly]:
-        """Score, then learn, each scored sample of one entity; the anomalies above the threshold."""
-        sh = e.shape
-        ts_dt = scrape.timestamp
-        ts = ts_dt.timestamp()
-        threshold = self.threshold
-        dets = e.dets
+    def _anomaly(self, e: _Ent, j: int, v: float, det: Any, score: float, scrape: NodeScrape,
+                 workloads: dict[str, str], out: Outputs, rstate: Any) -> None:
+        """A score above the threshold: the anomaly (with the baseline it was judged against), then learn the sample."""
+        a = anomaly(e.prefix + e.shape.names[j], node=scrape.node, ts=scrape.timestamp, value=v,
+                    baseline=det.baseline, score=score, threshold=self.threshold, detector=self.detector_label,
+                    workloads=workloads)
         x = self._x
-        found: list[Anomaly] = []
-        for k, j in enumerate(sh.scored):
-            v = vs[j]
-            if v is None:
-                continue
-            det = dets[k]
-            if det is None:
-                # The metric's unit sets the default detector's resolution (streams.scoring).
-                det = dets[k] = new_detector(self.detector_name, metric=sh.names[j])
-            x["value"] = v
-            score = det.score_one(x, t=ts)
-            if score > threshold:
-                found.append(anomaly(e.prefix + sh.names[j], node=scrape.node, ts=ts_dt, value=v,
-                                     baseline=det.baseline, score=score, threshold=threshold,
-                                     detector=self.detector_label, workloads=workloads))
-            det.learn_one(x, t=ts)
-        return found
+        x["value"] = v
+        det.learn_one(x, t=scrape.timestamp.timestamp())
+        out.anomalies.append(a)
+        if rstate is not None:
+            out.transitions.extend(self.engine.observe_anomaly(a, state=rstate))  # type: ignore[union-attr]
 
     def _close(self, st: NodeState, ts: float, out: Outputs) -> bool:
         """Close the windows ``ts`` completes: public rollups to ``out.rollup_records``, partials to ``out.partials``."""

@@ -31,10 +31,13 @@ and :func:`detector_from_bytes` reads it back exactly, so the score after a
 reload is the score without one; about 290 bytes for the default, at most
 1 KiB.  Pickling goes through the same bytes.
 
-Speed: the streams call ``score_one`` then ``learn_one`` for every scored
-series at every scrape, so both are written for CPython's interpreter (the
-budget is 300k samples per CPU-second; ``python bench/detector.py --micro``
-measures it).  ``score_one`` keeps what it computed in a memo that
+Speed: the streams score then learn every scored series at every scrape, so
+both are written for CPython's interpreter (the budget is 300k samples per
+CPU-second; ``python bench/detector.py --micro`` measures the two calls).  The
+worker makes one call, ``score_learn(v, t, above)``: the same arithmetic in the
+same order, inlined for the default detector (the base class makes the two
+calls), returning a score above ``above`` before learning so the caller can
+read ``baseline`` first.  ``score_one`` keeps what it computed in a memo that
 ``learn_one`` reuses when it gets the same value and time; hot paths use
 locals, ``math.floor`` rather than ``int()``, and precomputed sample counts
 after which a learning rate is constant.  None of this changes a result:

@@ -28,6 +28,7 @@ import inspect
 import math
 import struct
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from river import base
@@ -46,6 +47,10 @@ _HEAD = struct.Struct("<BBB")
 _MASK = struct.Struct("<I")
 _CUSTOM = 1  # flags bit: the parameters that are not defaults follow the header
 _BY_TAG: dict[int, type[Detector]] = {}
+_PARAM_GETTERS: dict[type, Callable[[Any], tuple]] = {}
+_HEADS: dict[tuple, bytes] = {}
+"""(class, parameter values) -> the bytes before a detector's state (see ``Detector.to_bytes``)."""
+_STRUCTS: dict[str, struct.Struct] = {}
 
 
 def steady_from(steady: Callable[[int], bool], rate: float, offset: float = 0.0) -> int:
@@ -154,6 +159,26 @@ class Detector(base.AnomalyDetector):
 
     def to_bytes(self) -> bytes:
         """The whole detector: algorithm tag, version, the parameters that are not defaults, and state."""
+        # Checkpoints write every detector of a node (one per scored series), so the part that depends on
+        # the parameters only is made once per distinct parameter set, and each state format compiled once.
+        cls = type(self)
+        getter = _PARAM_GETTERS.get(cls)
+        if getter is None:
+            getter = _PARAM_GETTERS[cls] = attrgetter(*cls._PARAMS)
+        key = (cls, getter(self))
+        head = _HEADS.get(key)
+        if head is None:
+            if len(_HEADS) >= 4096:  # many parameter sets (a grid search): start over rather than grow
+                _HEADS.clear()
+            head = _HEADS[key] = self._head_bytes()
+        fmt = self._state_fmt()
+        packer = _STRUCTS.get(fmt)
+        if packer is None:
+            packer = _STRUCTS[fmt] = struct.Struct("<" + fmt)
+        return head + packer.pack(*self._state())
+
+    def _head_bytes(self) -> bytes:
+        """Tag, version, flags and the parameters that differ from their defaults: what precedes the state."""
         p = self.params()
         defaults = self._defaults()
         mask = 0
@@ -175,7 +200,6 @@ class Detector(base.AnomalyDetector):
                 if len(feature) > 255:
                     raise ValueError(f"feature name longer than 255 bytes: {p['feature'][:40]!r}...")
                 parts.append(bytes((len(feature),)) + feature)
-        parts.append(struct.pack("<" + self._state_fmt(), *self._state()))
         return b"".join(parts)
 
     @classmethod
@@ -204,6 +228,19 @@ class Detector(base.AnomalyDetector):
             raise ValueError(f"state is {len(data) - offset} bytes, expected {struct.calcsize(fmt)}")
         det._restore(struct.unpack_from(fmt, data, offset))
         return det
+
+    def score_learn(self, v: float, t: float, above: float) -> float:
+        """``score_one`` then ``learn_one`` of the value ``v`` at time ``t``, as the streams call them, in one call.
+
+        A score above ``above`` comes back *before* the sample is learned: the caller reads
+        ``baseline`` (the expectation the sample was judged against), then calls ``learn_one``.
+        Detectors may override this with a faster path; the result must be the same, bit for bit.
+        """
+        x = {self.feature: v}
+        score = self.score_one(x, t)
+        if not score > above:
+            self.learn_one(x, t)
+        return score
 
     def __reduce__(self) -> tuple:
         # Pickle through the compact bytes: what the Faust table stores stays small and exact.

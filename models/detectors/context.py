@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from models.detectors._kernel import register, steady_from
+from models.detectors._kernel import Detector, register, steady_from
 from models.detectors.likelihood import SeasonalLikelihood
 
 __all__ = ["ContextLikelihood"]
@@ -152,6 +152,9 @@ class ContextLikelihood(SeasonalLikelihood):
         novelty_long = self.novelty_long
         self._k_nov_steady = steady_from(lambda k: 1.0 / k < novelty_long, novelty_long)
 
+    # Its own score_one/learn_one: SeasonalLikelihood's fused step would skip the novelty channel.
+    score_learn = Detector.score_learn
+
     def score_one(self, x: dict, t: float | None = None) -> float:
         # The per-sample hot path of the streams (>= 300k samples/s a core): SeasonalLikelihood's
         # score inlined, locals instead of repeated attribute reads, and `-d if d < 0.0 else d`
@@ -189,12 +192,7 @@ class ContextLikelihood(SeasonalLikelihood):
                 z = (-ds if ds < 0.0 else ds) / ss
             else:
                 z = (-df if df < 0.0 else df) / sf
-        m = self._m
-        m += self.short * (_log1p(z) - m)
-        s = (m - self._mu) / (_sqrt(self._lvar) + self.sd_floor)
-        spike = self.spike
-        if spike and z > s * spike:
-            s = z / spike
+        m, s = self._surprise(z)
         # Channel 2: is this context new?
         levels = self.levels
         lo = self._lo

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from models.detectors._kernel import SeasonalForecast, register, steady_from
+from models.detectors._kernel import Detector, SeasonalForecast, register, steady_from
 
 __all__ = ["SeasonalLikelihood"]
 
@@ -176,12 +176,7 @@ class SeasonalLikelihood(SeasonalForecast):
             z = abs(v - self._level - self._season[b]) / (_sqrt(self._season_var) + floor)
         else:
             z = abs(v - self._flat) / (_sqrt(self._flat_var) + floor)
-        m = self._m
-        m += self.short * (_log1p(z) - m)
-        s = (m - self._mu) / (_sqrt(self._lvar) + self.sd_floor)
-        spike = self.spike
-        if spike and z > s * spike:
-            s = z / spike
+        m, s = self._surprise(z)
         # learn_one reuses this arithmetic when it gets the same sample next, as it should.
         self._memo = (v, t, m, s)
         return s if s > self._peak else 0.0
@@ -207,6 +202,74 @@ class SeasonalLikelihood(SeasonalForecast):
             mv, mt, m, s = self._memo
         self._memo = _NO_MEMO
         self._fit(v, t)
+        self._learn_surprise(m, s)
+
+    def score_learn(self, v: float, t: float, above: float) -> float:
+        # The streams' per-sample step: score_one, then _fit and learn_one's update, inlined into one
+        # call with no dict, memo or return value of _fit in between (the same operations in the same
+        # order, so the same bits: tests/unit/test_detectors.py compares it with the two calls).
+        n = self._n
+        warm = n >= self.warmup
+        if v - v != 0.0 or not n:
+            # Not a finite number (scores 0, learns nothing), or the first sample: the protocol's two calls.
+            return Detector.score_learn(self, v, t, above)
+        floor = self.rel_floor * self._scale + self._abs_floor
+        flat_var = self._flat_var
+        season_var = self._season_var
+        period = self.period
+        b = _floor((t % period) * self.bins / period)
+        season = self._season
+        level = self._level
+        if warm:
+            if season_var < self.season_gain * flat_var:
+                z = abs(v - level - season[b]) / (_sqrt(season_var) + floor)
+            else:
+                z = abs(v - self._flat) / (_sqrt(flat_var) + floor)
+            m, s = self._surprise(z)
+            score = s if s > self._peak else 0.0
+            if score > above:
+                self._memo = (v, t, m, s)  # learn_one, after the caller read the baseline, reuses it
+                return score
+        else:  # warm-up: scores 0, learned by _fit alone
+            score = 0.0
+            if score > above:
+                return score
+        # SeasonalForecast._fit (n > 0, t given), without its return value.
+        n += 1
+        self._n = n
+        alpha = self.alpha
+        a = alpha if n >= self._n_steady else (1.0 / n if n * alpha < 1.0 else alpha)
+        clip = self.clip
+        d = v - self._flat
+        lim = clip * (_sqrt(flat_var) + floor)
+        c = d if -lim < d < lim else (lim if d > 0.0 else -lim)
+        self._flat += a * c
+        self._flat_var = (1.0 - a) * (flat_var + a * c * c)
+        self._bin = b
+        e = v - level - season[b]
+        lim = clip * (_sqrt(season_var) + floor)
+        c = e if -lim < e < lim else (lim if e > 0.0 else -lim)
+        self._level = level + a * c
+        season[b] += self.beta * c
+        self._season_var = (1.0 - a) * (season_var + a * c * c)
+        self._scale += a * (abs(v) - self._scale)
+        if not warm:
+            return score
+        self._learn_surprise(m, s)
+        return score
+
+    def _surprise(self, z: float) -> tuple[float, float]:
+        """The recent mean surprise with ``z`` in it, and its score before the peak test (no update)."""
+        m = self._m
+        m += self.short * (_log1p(z) - m)
+        s = (m - self._mu) / (_sqrt(self._lvar) + self.sd_floor)
+        spike = self.spike
+        if spike and z > s * spike:
+            s = z / spike
+        return m, s
+
+    def _learn_surprise(self, m: float, s: float) -> None:
+        """learn_one's update of the likelihood: the recent mean surprise ``m``, its long-run statistics, the peak."""
         self._m = m
         k = self._k + 1
         self._k = k

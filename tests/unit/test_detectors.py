@@ -677,3 +677,44 @@ def test_the_docstring_examples_of_the_detector_modules_hold(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _fused_stream(rng: random.Random, n: int) -> list[float]:
+    """Noise with a daily cycle, jumps far outside it, constant stretches, zeros, nan and inf."""
+    out = []
+    for i in range(n):
+        r = rng.random()
+        if r < 0.01:
+            out.append(math.nan if r < 0.004 else math.inf)
+        elif r < 0.03:
+            out.append(rng.choice((0.0, 1e6, -5e3)))
+        elif (i // 400) % 3 == 2:
+            out.append(42.0)
+        else:
+            out.append(100.0 + 30.0 * math.sin(i * STEP * 2 * math.pi / 86400) + rng.gauss(0, 2))
+    return out
+
+
+_FUSED_PARAMS = [{}, {"spike": 5.0, "resolution": 0.001}, {"warmup": 0}, {"warmup": 1, "bins": 7}]
+
+
+@pytest.mark.parametrize("name,params", [(name, params) for name in sorted(DETECTORS) for params in _FUSED_PARAMS
+                                         if set(params) <= set(DETECTORS[name]._PARAMS)])
+@pytest.mark.parametrize("above", [2.5, 0.0, -1.0])
+def test_score_learn_gives_the_scores_and_state_of_score_one_then_learn_one_bit_for_bit(name, params, above):
+    # The worker's fused step (streams.pipeline) must be the protocol's two calls, to the last bit: a score
+    # above `above` comes back before learning, and the caller then reads baseline and calls learn_one.
+    values = _fused_stream(random.Random(5), 3000)
+    ref, fused = make_detector(name, **params), make_detector(name, **params)
+    for i, v in enumerate(values):
+        t = 1_700_000_000.0 + i * STEP
+        want = ref.score_one({"value": v}, t=t)
+        want_baseline = ref.baseline
+        ref.learn_one({"value": v}, t=t)
+        got = fused.score_learn(v, t, above)
+        assert struct.pack("<d", got) == struct.pack("<d", want), (i, v)
+        if got > above:
+            got_baseline = fused.baseline
+            assert got_baseline == want_baseline or (math.isnan(got_baseline) and math.isnan(want_baseline))
+            fused.learn_one({"value": v}, t=t)
+        assert fused.to_bytes() == ref.to_bytes(), (i, v)
