@@ -172,6 +172,21 @@ async def test_receiver_failing_with_500_and_timeouts_then_recovering_gets_each_
     assert d.sink.dead_letters == []
 
 
+async def test_a_receiver_down_for_a_while_answering_500_429_and_hangs_in_turn_gets_the_page_once_it_is_back(pd, make_dispatcher):
+    config = pd_config(pd)
+    config["receivers"][0]["retry"] = {**FAST_RETRY, "max_attempts": 100}  # attempts outlast the outage
+    d = make_dispatcher(config)
+    pd.fail_for(1.5, Scripted(500), Scripted(429, headers={"Retry-After": "0.1"}), Scripted(202, delay=0.6))
+    await d.ingest([alert(severity="error")])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=15)
+    await d.wait_idle()
+    assert [e["event_action"] for e in pd.events] == ["trigger"]
+    statuses = [r.status for r in pd.received]
+    # The outage's answers came in turn (a hang is recorded as 0), then one accepted event.
+    assert statuses[-1] == 202 and set(statuses[:-1]) <= {500, 429, 0} and {500, 429} <= set(statuses[:-1]), statuses
+    assert d.sink.dead_letters == []
+
+
 async def test_429_with_retry_after_is_honoured_before_retrying(slack, make_dispatcher):
     d = make_dispatcher(slack_config(slack))
     slack.fail_next(Scripted(429, headers={"Retry-After": "1"}))
