@@ -187,6 +187,21 @@ async def test_a_receiver_down_for_a_while_answering_500_429_and_hangs_in_turn_g
     assert d.sink.dead_letters == []
 
 
+async def test_with_the_default_retry_policy_a_page_outlasts_a_minute_of_pagerduty_answering_500(pd, make_dispatcher):
+    # The receiver's retry policy is the default (what a user gets); time runs 100x faster, the outage too.
+    scale = 0.01
+    config = pd_config(pd)
+    del config["receivers"][0]["retry"]
+    d = make_dispatcher(config, time_scale=scale)
+    pd.fail_for(60 * scale, Scripted(500))
+    await d.ingest([alert(severity="critical")])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=15)
+    await d.wait_idle()
+    assert [e["event_action"] for e in pd.events] == ["trigger"]
+    assert d.sink.dead_letters == []
+    assert [n.outcome for n in d.sink.notifications][-1] == "sent"
+
+
 async def test_429_with_retry_after_is_honoured_before_retrying(slack, make_dispatcher):
     d = make_dispatcher(slack_config(slack))
     slack.fail_next(Scripted(429, headers={"Retry-After": "1"}))
