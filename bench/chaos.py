@@ -25,15 +25,17 @@ events the PagerDuty fake accepted (``dedup_key`` + ``event_action``) against th
 printed is one JSON object; ``budget_ok`` is false if anything was lost or doubled or an RSS passed its
 manifest's limit (``deploy/kubernetes/base``; the dispatcher runs inside the worker there, so the worker's).
 
-    .venv/bin/python bench/chaos.py [--quick] [--seed 7] [--speed 15] [--duration 240] [--skip-baseline]
+    .venv/bin/python bench/chaos.py [--quick] [--seed 7] [--speed 15] [--duration 240] [--faults all]
+                                    [--baseline DIR/baseline.json] [--skip-baseline] [--keep-indices]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import asyncio
 import json
-import os
+import re
 import signal
 import ssl
 import subprocess
@@ -228,7 +230,7 @@ class Shared:
     args: argparse.Namespace
 
 
-async def run_once(sh: Shared, *, faults: bool) -> dict[str, Any]:
+async def run_once(sh: Shared, *, faults: tuple[str, ...]) -> dict[str, Any]:
     from kubepulse._cli_streams import create_topics
     from kubepulse._demo import DEMO_RULES, _lag
     from streams.indexing import INDEXED_TOPICS
@@ -239,6 +241,8 @@ async def run_once(sh: Shared, *, faults: bool) -> dict[str, Any]:
     args = sh.args
     run = uuid.uuid4().hex[:8]
     name = "faults" if faults else "baseline"
+    if (sh.workdir / name).exists():
+        name += f"-{run}"
     logdir = sh.workdir / name
     logdir.mkdir()
     settings = load_settings(
@@ -308,7 +312,7 @@ async def run_once(sh: Shared, *, faults: bool) -> dict[str, Any]:
 
     t0 = time.monotonic()
     procs["source"].start()
-    injecting = [asyncio.create_task(inject(at, f, t0)) for at, f in FAULTS] if faults else []
+    injecting = [asyncio.create_task(inject(at, f, t0)) for at, f in FAULTS if f in faults]
     try:
         while not procs["source"].done or not all(t.done() for t in injecting):
             for p in procs.values():
@@ -332,6 +336,8 @@ async def run_once(sh: Shared, *, faults: bool) -> dict[str, Any]:
                 p.sample()
             lag = {k: await _lag(settings, g, ts) for k, (g, ts) in lags.items()}
             if len(pd.received) != last or any(lag.values()):
+                if int(time.monotonic() - t0) % 10 == 0:
+                    print(f"chaos {name}: draining, lag {lag}, {len(pd.received)} PagerDuty requests", file=sys.stderr)
                 last, quiet = len(pd.received), time.monotonic()
             elif time.monotonic() - quiet >= 20:
                 break
@@ -350,9 +356,12 @@ async def run_once(sh: Shared, *, faults: bool) -> dict[str, Any]:
         "lag_at_end": lag, "faults": applied, **counted,
         "pages": Counter(f"{e['dedup_key']} {e['event_action']}" for e in pd.events),
         "page_log": [(e["dedup_key"], e["event_action"]) for e in pd.events],
+        "start": sh.start.isoformat(), "fleet": f"{args.clusters}x{args.nodes}x{args.pods}", "seed": args.seed,
+        "steps": args.steps, "speed": args.speed,
         "pagerduty_requests": Counter(str(r.status) for r in pd.received),
         "slack_messages": len([r for r in slack.received if r.status == 200]),
         "fake_rejected": len(pd.rejected) + len(slack.rejected),
+        "worker_input_skipped": _skipped(logdir),
         "restarts": {n: p.starts - 1 for n, p in procs.items() if n != "source"},
         "exit_codes": {n: p.exits for n, p in procs.items() if p.exits},
         "rss_peak_bytes": {n: p.rss_peak for n, p in procs.items()},
@@ -368,9 +377,9 @@ async def count_run(settings: Settings, source_out: Path) -> dict[str, Any]:
 
     from kubepulse._demo import _read_topic
     from models.codec import decode
-    from models.records import AlertTransition, EntityRollup, NodeScrape
+    from models.records import AlertTransition, DeadLetter, EntityRollup, NodeScrape
     from streams.index import documents_for
-    from streams.topics import ALERTS, METRICS, ROLLUPS
+    from streams.topics import ALERTS, DEADLETTER, METRICS, ROLLUPS
 
     prefix = settings.kafka.topic_prefix
     src = json.loads(source_out.read_text()) if source_out.exists() else {"confirmed": [], "lost": []}
@@ -385,9 +394,14 @@ async def count_run(settings: Settings, source_out: Path) -> dict[str, Any]:
     expected_rollup_ids: dict[str, set[str]] = {}
     for v in rollup_values:
         r = decode(EntityRollup, v)
-        rollups.setdefault(f"{r.entity_id} {r.window} {r.window_start.isoformat()}", []).append(v)
+        rollups.setdefault(f"{r.entity_id} {r.window} {r.window_start.isoformat()}", []).append(hashlib.sha1(v).hexdigest())
         for d in documents_for(r, rollups=settings.elasticsearch.rollups):
             expected_rollup_ids.setdefault(d.kind, set()).add(d.id)
+    # Copies of one rollup that differ (a replay that did not reproduce it), whole, to see how.
+    by_hash = {hashlib.sha1(v).hexdigest(): v for v in rollup_values}
+    differing = {k: [json.loads(by_hash[h]) for h in dict.fromkeys(hs)] for k, hs in rollups.items() if len(set(hs)) > 1}
+    dead_letters = Counter(f"{d.stage}: {d.error_type or d.reason[:60]}"
+                           for d in (decode(DeadLetter, v) for v in await _read_topic(settings, DEADLETTER.named(prefix))))
     transitions = Counter()
     for v in await _read_topic(settings, ALERTS.named(prefix)):
         t = decode(AlertTransition, v)
@@ -418,6 +432,8 @@ async def count_run(settings: Settings, source_out: Path) -> dict[str, Any]:
         "rollup_docs_unexpected": sum(len(set(rollup_docs[k]) - ids) for k, ids in expected_rollup_ids.items()),
         "rollup_docs_id_twice": sum(len(v) - len(set(v)) for v in rollup_docs.values()),
         "transitions": transitions,
+        "dead_letters": dead_letters,
+        "rollups_differing_copies": differing,
     }
 
 
@@ -463,6 +479,8 @@ def compare(base: dict[str, Any] | None, run: dict[str, Any], limits: dict[str, 
         "pagerduty_requests": dict(run["pagerduty_requests"]),
         "slack_messages": run["slack_messages"],
         "fakes_rejected": run["fake_rejected"],
+        "dead_letters": dict(run["dead_letters"]),
+        "worker_input_skipped": run["worker_input_skipped"],
         "restarts": run["restarts"],
         "exit_codes": run["exit_codes"],
         "faults": run["faults"],
@@ -493,6 +511,18 @@ def compare(base: dict[str, Any] | None, run: dict[str, Any], limits: dict[str, 
     out["lost_total"], out["duplicated_total"], out["rss_over_limit"] = lost, doubled, over
     out["budget_ok"] = lost == 0 and doubled == 0 and not over and not out["fakes_rejected"]
     return out
+
+
+_GAP = re.compile(r"offsets (\d+)\.\.(\d+) of TopicPartition\(topic='[^']*?([a-z]+\.v\d)', partition=(\d+)\) never arrived")
+
+
+def _skipped(logdir: Path) -> dict[str, int]:
+    """Input records a worker's gap guard gave up on ("offsets A..B of P never arrived: going on"), per topic."""
+    out: Counter[str] = Counter()
+    for log in sorted(logdir.glob("worker-*.log")):
+        for m in _GAP.finditer(log.read_text(errors="replace")):
+            out[m.group(3)] += int(m.group(2)) - int(m.group(1)) + 1
+    return dict(out)
 
 
 def _repeats(log: list[tuple[str, str]]) -> int:
@@ -532,12 +562,25 @@ async def main(args: argparse.Namespace) -> None:
     kafka = PrivateKafka(workdir / "kafka")
     print(f"chaos: logs in {workdir}; private Kafka on {kafka.bootstrap}, Elasticsearch via {proxy.url}", file=sys.stderr)
     await asyncio.to_thread(kafka.start)
+    base: dict[str, Any] | None = None
+    if args.baseline:  # a fault-free run saved earlier, of the same fleet, seed and simulated start
+        base = json.loads(Path(args.baseline).read_text())
+        mine = {"fleet": f"{args.clusters}x{args.nodes}x{args.pods}", "seed": args.seed, "steps": args.steps, "speed": args.speed}
+        if {k: base[k] for k in mine} != mine:
+            raise SystemExit(f"--baseline {args.baseline} is of {({k: base[k] for k in mine})}, not {mine}")
+        start = datetime.fromisoformat(base["start"])
+        base.update(pages=Counter(base["pages"]), transitions=Counter(base["transitions"]))
     sh = Shared(kafka, proxy, (server_ctx, workdir / "ca.pem"), workdir, start, args)
+    faults = tuple(f for f in args.faults.split(",") if f) if args.faults != "all" else tuple(f for _, f in FAULTS)
+    if unknown := set(faults) - {f for _, f in FAULTS}:
+        raise SystemExit(f"unknown faults {sorted(unknown)}; known: {', '.join(f for _, f in FAULTS)}")
     try:
-        base = None if args.skip_baseline else await run_once(sh, faults=False)
-        if base is not None:
+        if base is None and not args.skip_baseline:
+            base = await run_once(sh, faults=())
+            (workdir / "baseline.json").write_text(json.dumps(base))
             print(json.dumps(compare(None, base, manifest_limits())), file=sys.stderr)
-        faulted = await run_once(sh, faults=not args.no_faults)
+        faulted = await run_once(sh, faults=faults)
+        (workdir / "faults.json").write_text(json.dumps(faulted))
     finally:
         await proxy.close()
         await asyncio.to_thread(kafka.purge)
@@ -547,7 +590,7 @@ async def main(args: argparse.Namespace) -> None:
     if base is not None:
         result["baseline_rss_peak_mb"] = {n: round(v / 2**20, 1) for n, v in base["rss_peak_bytes"].items()}
     if args.keep_indices is False:
-        await _delete_indices([r["index_prefix"] for r in (base, faulted) if r is not None])
+        await _delete_indices([faulted["index_prefix"]] + ([base["index_prefix"]] if base and not args.baseline else []))
     print(json.dumps(result))
 
 
@@ -581,7 +624,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--drain-timeout", type=float, default=240.0)
     ap.add_argument("--quick", action="store_true", help="120 s of input, fault times halved (outages stay 60 s)")
     ap.add_argument("--skip-baseline", action="store_true", help="no fault-free run: nothing to compare rollups with")
-    ap.add_argument("--no-faults", action="store_true", help="the second run without faults too (checks the comparison)")
+    ap.add_argument("--faults", default="all", help=f"comma-separated, of: {', '.join(f for _, f in FAULTS)} ('' for none)")
+    ap.add_argument("--baseline", help="the baseline.json of an earlier run (same fleet, seed, duration) instead of a new one")
     ap.add_argument("--keep-indices", action="store_true")
     return ap.parse_args(argv)
 
