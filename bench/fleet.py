@@ -91,6 +91,8 @@ def env_for(settings: Settings, port: int, **extra: str) -> dict[str, str]:
     env.update(KUBEPULSE_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
                KUBEPULSE_KAFKA__TOPIC_PREFIX=settings.kafka.topic_prefix,
                KUBEPULSE_KAFKA__CONSUMER_GROUP=settings.kafka.consumer_group,
+               # The workers' changelog topics get this many partitions: as many as the input topics have.
+               KUBEPULSE_KAFKA__TOPIC_PARTITIONS=str(settings.kafka.topic_partitions),
                KUBEPULSE_ELASTICSEARCH__INDEX_PREFIX=settings.elasticsearch.index_prefix,
                KUBEPULSE_HTTP_PORT=str(port), KUBEPULSE_LOG_LEVEL="WARNING", **extra)
     return env

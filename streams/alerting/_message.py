@@ -83,6 +83,8 @@ class AlertMessage:
     """The receiver's handle from the previous notification of this group (Slack ``channel:ts``)."""
     ref: str | None = None
     """Set by a notifier that wants the next notification to update its message."""
+    late: set[str] = field(default_factory=set)
+    """Fingerprints in ``resolved`` that fired and resolved before this integration was told they fired."""
     done: set[str] = field(default_factory=set)
     """Parts already delivered in this notification, so a retry does not repeat them."""
 

@@ -124,7 +124,10 @@ class RateLimit(_Model):
 class RetryPolicy(_Model):
     """Retries of one notification: exponential backoff with full jitter, then the dead-letter topic."""
 
-    max_attempts: int = Field(8, ge=1)
+    max_attempts: int = Field(40, ge=1)
+    """Attempts before the dead-letter topic. 40 so that ``budget`` decides: backoff waits a uniform share of
+    at most ``max_backoff``, so 8 attempts (the former default) waited ~30 s in all and lost the page to a
+    one-minute PagerDuty outage (bench/chaos.py); 40 take ~8 minutes on average, past the 5-minute budget."""
     initial_backoff: Duration = 0.5
     max_backoff: Duration = 30.0
     budget: Duration = 300.0

@@ -158,6 +158,11 @@ class _Job:
     send: bool
 
 
+def _unpaged(d: GroupDelivery, fp: str, a: AlertTransition) -> bool:
+    """``a`` (resolved) was neither sent to this integration as firing nor as this resolve."""
+    return fp not in d.firing and d.resolved.get(fp) != a.sequence
+
+
 class Dispatcher:
     """The alert dispatcher's logic, independent of Kafka (``streams.alerting.run_dispatcher`` wires it).
 
@@ -605,6 +610,7 @@ class Dispatcher:
             else:
                 firing[fp] = a
                 g.reported_muted.discard(fp)
+        late = self._late(g, receiver, firing_sets, muted, now)
         jobs = []
         repeat_after = timedelta(seconds=g.match.repeat_interval * self._scale)
         for iid, cfg in receiver.integrations():
@@ -615,18 +621,21 @@ class Dispatcher:
                 fp: a for fp, a in g.alerts.items()
                 if a.status == "resolved" and fp in d.firing and d.resolved.get(fp) != a.sequence
             }
+            late_here = {fp: a for fp, a in late.items() if _unpaged(d, fp, a)}
             repeat = bool(firing) and d.at is not None and now - d.at >= repeat_after and not g.draining
             send_resolved = bool(resolved) and cfg.send_resolved
-            if not (new_firing or repeat or resolved):
+            if not (new_firing or repeat or resolved or late_here):
                 continue
-            send = bool(new_firing or repeat or send_resolved)
+            send = bool(new_firing or repeat or send_resolved or late_here)
+            told = (resolved if cfg.send_resolved else {}) | late_here
             message = AlertMessage(
                 receiver=receiver.name,
                 group_key=g.match.group_key,
                 group_labels=g.match.group_labels,
                 firing=sorted(firing.values(), key=lambda a: a.starts_at),
-                resolved=sorted(resolved.values(), key=lambda a: a.starts_at) if cfg.send_resolved else [],
-                changed=(set(firing) if repeat else new_firing) | (set(resolved) if cfg.send_resolved else set()),
+                resolved=sorted(told.values(), key=lambda a: a.starts_at),
+                changed=(set(firing) if repeat else new_firing) | set(told),
+                late=set(late_here),
                 external_url=self.config.global_.external_url,
                 kibana_url=self.config.global_.kibana_url,
                 dashboard_id=self.config.global_.kibana_dashboard_id,
@@ -639,11 +648,39 @@ class Dispatcher:
                     notifier=self._notifiers[receiver.name][iid],
                     message=message,
                     firing={fp: a.sequence for fp, a in firing.items()},
-                    resolved={fp: a.sequence for fp, a in resolved.items()},
+                    resolved={fp: a.sequence for fp, a in (resolved | late_here).items()},
                     send=send,
                 )
             )
         return jobs, muted
+
+    def _late(
+        self, g: _Group, receiver: Receiver, firing_sets: list[dict[str, str]], muted: list[str], now: datetime
+    ) -> dict[str, AlertTransition]:
+        """Resolved alerts an integration was never told were firing: they are paged late, as fired and resolved.
+
+        An alert can fire and resolve before its first notification gets through:
+        within ``group_wait``, while the receiver is down, or while a worker
+        catches up after a restart. Alertmanager then sends nothing; here the page
+        is not lost: the receiver gets it among the resolved ones (PagerDuty: a
+        trigger then a resolve, so the incident is recorded and closed). One muted
+        now (silence, inhibition) is reported as suppressed instead.
+        """
+        if g.draining:
+            return {}
+        iids = [iid for iid, _ in receiver.integrations()]
+        late: dict[str, AlertTransition] = {}
+        for fp, a in g.alerts.items():
+            if a.status != "resolved" or fp in g.reported_muted:
+                continue
+            if not any(_unpaged(g.delivered.get(iid) or GroupDelivery(), fp, a) for iid in iids):
+                continue
+            if self._muted(a, firing_sets, now):
+                muted.append(fp)
+                g.reported_muted.add(fp)
+            else:
+                late[fp] = a
+        return late
 
     def _events_for(self, alerts: list[AlertTransition]) -> dict[str, list[KubeEvent]]:
         out = {}
@@ -660,7 +697,9 @@ class Dispatcher:
         for fp, a in list(g.alerts.items()):
             if a.status != "resolved":
                 continue
-            if all(fp not in (g.delivered.get(iid) or GroupDelivery()).firing for iid in iids):
+            done = [g.delivered.get(iid) or GroupDelivery() for iid in iids]
+            settled = g.draining or fp in g.reported_muted
+            if all(fp not in d.firing and (settled or not _unpaged(d, fp, a)) for d in done):
                 del g.alerts[fp]
                 for d in g.delivered.values():
                     d.resolved.pop(fp, None)

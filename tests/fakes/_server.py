@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +43,7 @@ class FakeServer:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self._changed = asyncio.Condition()
+        self._outage: tuple[float, Iterator[Scripted]] | None = None
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -63,11 +66,18 @@ class FakeServer:
     def fail_next(self, *answers: Scripted) -> None:
         self.script.extend(answers)
 
+    def fail_for(self, seconds: float, *answers: Scripted) -> None:
+        """An outage: for ``seconds`` every request gets the next of ``answers`` (in turn, cycling), then normal service."""
+        self._outage = (time.monotonic() + seconds, itertools.cycle(answers or (Scripted(),)))
+
     async def scripted(self, path: str, body: Any, request: web.Request) -> web.StreamResponse | None:
-        """Apply the next scripted answer, if any (recorded as received with its status)."""
-        if not self.script:
+        """Apply the outage's or the next scripted answer, if any (recorded as received with its status)."""
+        if self._outage is not None and time.monotonic() < self._outage[0]:
+            s = next(self._outage[1])
+        elif not self.script:
             return None
-        s = self.script.popleft()
+        else:
+            s = self.script.popleft()
         await self._note(Received(path, body, dict(request.headers), time.monotonic(), s.status if not s.delay else 0))
         if s.delay:
             await asyncio.sleep(s.delay)

@@ -66,6 +66,46 @@ async def test_firing_then_resolved_sends_pagerduty_trigger_then_resolve_with_sa
     assert d.groups == {}  # a finished group is forgotten
 
 
+async def test_an_alert_that_fires_and_resolves_before_its_first_page_is_still_paged_then_closed(pd, make_dispatcher):
+    """Within group_wait (or a receiver outage, or a worker's catch-up) Alertmanager would page nothing."""
+    d = make_dispatcher(pd_config(pd, group_wait=0.3))
+    a = alert("PodMemoryHigh", severity="critical", container="app")
+    await d.ingest([a])
+    await d.ingest([resolved(a)])
+    await pd.wait_for(lambda: len(pd.events) == 2)
+    await d.wait_idle()
+
+    assert pd.rejected == []
+    trigger, resolve = pd.events
+    assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
+    assert trigger["dedup_key"] == resolve["dedup_key"] == a.fingerprint
+    assert trigger["payload"]["summary"] == "PodMemoryHigh on cart-7d9f-abcde"
+    sent = [n for n in d.sink.notifications if n.outcome == "sent"]
+    assert [(n.status, n.fingerprints) for n in sent] == [("resolved", [a.fingerprint])]
+    assert d.groups == {}  # delivered, then forgotten: it is not paged twice
+    assert len(pd.events) == 2
+
+
+async def test_an_alert_that_fires_and_resolves_under_a_silence_is_reported_suppressed_not_paged(hook, make_dispatcher):
+    d = make_dispatcher(
+        {
+            "route": {"receiver": "hook", "group_by": ["..."], **FAST, "group_wait": 0.3},
+            "receivers": [{"name": "hook", "retry": FAST_RETRY, "webhook_configs": [{"url": hook.hook_url}]}],
+        },
+        clock=lambda: T0,
+    )
+    d.add_silence(new_silence(['alertname="PodMemoryHigh"'], duration_s=3600, created_by="ops", now=T0))
+    muted, other = alert("PodMemoryHigh", namespace="shop"), alert("PodCPUHigh", namespace="shop")
+    await d.ingest([muted, other])
+    await d.ingest([resolved(muted), resolved(other)])
+    await hook.wait_for(lambda: len(hook.bodies) == 1)
+    await d.wait_idle()
+    assert [[x["fingerprint"] for x in b["alerts"]] for b in hook.bodies] == [[other.fingerprint]]
+    assert hook.bodies[0]["status"] == "resolved"
+    assert [n.fingerprints for n in d.sink.notifications if n.outcome == "suppressed"] == [[muted.fingerprint]]
+    assert d.groups == {}
+
+
 async def test_twenty_pods_of_one_workload_make_one_slack_notification(slack, make_dispatcher):
     d = make_dispatcher(slack_config(slack, group_by=["alertname", "cluster", "namespace", "workload"], group_wait=0.2))
     pods = [alert(pod=f"cart-7d9f-{i:05d}") for i in range(20)]
@@ -170,6 +210,36 @@ async def test_receiver_failing_with_500_and_timeouts_then_recovering_gets_each_
     attempts = [(n.attempt, n.outcome, n.http_status) for n in d.sink.notifications if n.status == "firing"]
     assert attempts == [(1, "retry", 500), (2, "retry", None), (3, "retry", 503), (4, "sent", None)]
     assert d.sink.dead_letters == []
+
+
+async def test_a_receiver_down_for_a_while_answering_500_429_and_hangs_in_turn_gets_the_page_once_it_is_back(pd, make_dispatcher):
+    config = pd_config(pd)
+    config["receivers"][0]["retry"] = {**FAST_RETRY, "max_attempts": 100}  # attempts outlast the outage
+    d = make_dispatcher(config)
+    pd.fail_for(1.5, Scripted(500), Scripted(429, headers={"Retry-After": "0.1"}), Scripted(202, delay=0.6))
+    await d.ingest([alert(severity="error")])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=15)
+    await d.wait_idle()
+    assert [e["event_action"] for e in pd.events] == ["trigger"]
+    statuses = [r.status for r in pd.received]
+    # The outage's answers came in turn (a hang is recorded as 0), then one accepted event.
+    assert statuses[-1] == 202 and set(statuses[:-1]) <= {500, 429, 0} and {500, 429} <= set(statuses[:-1]), statuses
+    assert d.sink.dead_letters == []
+
+
+async def test_with_the_default_retry_policy_a_page_outlasts_a_minute_of_pagerduty_answering_500(pd, make_dispatcher):
+    # The receiver's retry policy is the default (what a user gets); time runs 100x faster, the outage too.
+    scale = 0.01
+    config = pd_config(pd)
+    del config["receivers"][0]["retry"]
+    d = make_dispatcher(config, time_scale=scale)
+    pd.fail_for(60 * scale, Scripted(500))
+    await d.ingest([alert(severity="critical")])
+    await pd.wait_for(lambda: len(pd.events) == 1, timeout=15)
+    await d.wait_idle()
+    assert [e["event_action"] for e in pd.events] == ["trigger"]
+    assert d.sink.dead_letters == []
+    assert [n.outcome for n in d.sink.notifications][-1] == "sent"
 
 
 async def test_429_with_retry_after_is_honoured_before_retrying(slack, make_dispatcher):

@@ -5,7 +5,8 @@ event with ``dedup_key`` = the alert's fingerprint: a group of 20 pods makes
 20 PagerDuty alerts that PagerDuty itself may group into one incident, and a
 resolve closes exactly the alert it belongs to. Only the changed alerts of a
 group are sent (all of them on a repeat), so an unchanged alert is not
-re-triggered at every group flush.
+re-triggered at every group flush. An alert that fired and resolved before it
+could be paged (``AlertMessage.late``) gets a trigger and then its resolve.
 
 The client is synchronous (httpx), so each request runs in a thread. Its
 own retry loop (which sleeps inside the thread, forever on 429) is turned off:
@@ -124,11 +125,15 @@ class PagerDutyNotifier(Notifier):
             if alert.fingerprint in message.changed and alert.fingerprint not in message.done:
                 await asyncio.to_thread(self._send, "trigger", alert.fingerprint, self._event(alert, message))
                 message.done.add(alert.fingerprint)
-        if self._config.send_resolved:
-            for alert in message.resolved:
-                if alert.fingerprint not in message.done:
-                    await asyncio.to_thread(self._send, "resolve", alert.fingerprint, {})
-                    message.done.add(alert.fingerprint)
+        for alert in message.resolved:
+            fp = alert.fingerprint
+            if fp in message.late and f"{fp}:trigger" not in message.done:
+                # Fired and resolved before it could be paged: paged now, then closed below.
+                await asyncio.to_thread(self._send, "trigger", fp, self._event(alert, message))
+                message.done.add(f"{fp}:trigger")
+            if self._config.send_resolved and fp not in message.done:
+                await asyncio.to_thread(self._send, "resolve", fp, {})
+                message.done.add(fp)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)
