@@ -55,6 +55,13 @@ def worker(
     except AlertingConfigError as exc:  # the dispatcher runs in the worker: its config is checked at start
         typer.echo(f"alerting configuration: {exc}", err=True)
         raise typer.Exit(2) from exc
+    from models.errors import ConfigError
+
+    try:  # before anything is consumed: tables are only correct if their changelogs line up with the inputs
+        asyncio.run(app.kubepulse_runtime.check_partitions())  # type: ignore[attr-defined]  # set by streams.app.create_app
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     level = settings.log_level.lower()
     from kubepulse._health import start_health_server
 

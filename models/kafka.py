@@ -1,4 +1,4 @@
-"""Kafka plumbing every kubepulse process shares: create topics, wait for a topic's partitions, read a topic to its end.
+"""Kafka plumbing every kubepulse process shares: create topics, count or wait for a topic's partitions, read a topic to its end.
 
 It lives in ``models/`` beside the settings it connects with
 (``KafkaSettings.aiokafka_kwargs``), because ``models/`` is the one part every
@@ -20,7 +20,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from models.settings import Settings
 
-__all__ = ["start_producer", "create_topics", "topic_partitions", "assign_all", "records_to_end", "read_to_end"]
+__all__ = ["start_producer", "create_topics", "partition_counts", "topic_partitions", "assign_all", "records_to_end", "read_to_end"]
 
 
 async def start_producer(**kwargs: Any) -> AIOKafkaProducer:
@@ -78,6 +78,24 @@ async def create_topics(
             # Right after creation a partition may answer NotLeaderForPartition for a
             # moment: producers retry (aiokafka logs a warning), nothing is lost.
         return [t.name for t in new]
+    finally:
+        await admin.close()
+
+
+async def partition_counts(settings: Settings, names: Iterable[str]) -> dict[str, int]:
+    """How many partitions each existing topic of ``names`` has; a topic that does not exist is left out.
+
+    Only topics the broker lists are described: a metadata request for a missing topic may auto-create it
+    on a broker with ``auto.create.topics.enable``, with the broker's partition count, not ours.
+    """
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [n for n in dict.fromkeys(names) if n in existing]
+        if not wanted:
+            return {}
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(wanted) if not t["error_code"]}
     finally:
         await admin.close()
 

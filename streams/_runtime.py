@@ -39,7 +39,8 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from models.kafka import records_to_end, start_producer, topic_partitions
+from models.errors import ConfigError
+from models.kafka import partition_counts, records_to_end, start_producer, topic_partitions
 from models.records import AlertTransition, DeadLetter, Record
 from models.settings import Settings
 from streams import _metrics as M
@@ -49,7 +50,7 @@ from streams.deadletter import dead_letter
 from streams.errors import WriteFailed
 from streams.topics import ALERTS, DEADLETTER, TopicSpec
 
-__all__ = ["Runtime", "Outbox", "OffsetGuard", "PublishedAlerts", "make_app", "table_keys"]
+__all__ = ["Runtime", "Outbox", "OffsetGuard", "PublishedAlerts", "make_app", "table_keys", "partition_mismatch"]
 
 log = logging.getLogger(__name__)
 
@@ -552,6 +553,38 @@ def _sequence_of(value: bytes | None) -> int:
 
 
 # --------------------------------------------------------------------------
+# Co-partitioning
+# --------------------------------------------------------------------------
+
+
+def partition_mismatch(counts: dict[str, int], want: int) -> str | None:
+    """What is wrong when a topic of ``counts`` (name → partitions) has not ``want`` partitions, else None.
+
+    Faust keeps a key's table state on the changelog partition numbered like the input partition the
+    key came from, and creates changelogs and repartition topics with ``kafka.topic_partitions``. With
+    another count on either side a successor restores the wrong keys, or none, after a rebalance (rule
+    state lost, alerts that never resolve): so the worker refuses to start instead.
+
+    >>> print(partition_mismatch({"t.kubepulse.quotas.v1": 3}, 8))  # doctest: +NORMALIZE_WHITESPACE
+    kafka.topic_partitions (env KUBEPULSE_KAFKA__TOPIC_PARTITIONS) is 8, but the worker's input and table
+    topics must all have exactly that many partitions (Faust co-partitions a table's changelog with its
+    input): topic t.kubepulse.quotas.v1 has 3 partitions. Fix: set kafka.topic_partitions to 3 (then every
+    topic agrees), or recreate the topic t.kubepulse.quotas.v1 with 8 partitions.
+    """
+    wrong = {name: n for name, n in sorted(counts.items()) if n != want}
+    if not wrong:
+        return None
+    found = "; ".join(f"topic {name} has {n} partition{'s' if n != 1 else ''}" for name, n in wrong.items())
+    listed = ", ".join(wrong)
+    fixes = [f"recreate the topic{'s' if len(wrong) > 1 else ''} {listed} with {want} partitions"]
+    if len(set(counts.values())) == 1:
+        fixes.insert(0, f"set kafka.topic_partitions to {next(iter(counts.values()))} (then every topic agrees)")
+    return (f"kafka.topic_partitions (env KUBEPULSE_KAFKA__TOPIC_PARTITIONS) is {want}, but the worker's input and "
+            f"table topics must all have exactly that many partitions (Faust co-partitions a table's changelog with "
+            f"its input): {found}. Fix: {', or '.join(fixes)}.")
+
+
+# --------------------------------------------------------------------------
 # The runtime
 # --------------------------------------------------------------------------
 
@@ -600,6 +633,20 @@ class Runtime:
     def input(self, topic: faust.TopicT) -> None:
         """``topic`` is read by an agent: the offset guard watches its partitions."""
         self.guard.topics.add(topic.get_topic_name())
+
+    def copartitioned(self) -> list[str]:
+        """The topics that must have ``kafka.topic_partitions`` partitions: agents' inputs (repartition
+        topics included) and the tables' changelogs."""
+        changelogs = {t.changelog_topic.get_topic_name() for t in self.app.tables.values()}
+        return sorted(self.guard.topics | changelogs)
+
+    async def check_partitions(self) -> None:
+        """Raise ``ConfigError`` if an existing co-partitioned topic has another partition count than
+        ``kafka.topic_partitions`` (called before the worker consumes; missing topics are created right)."""
+        problem = partition_mismatch(await partition_counts(self.settings, self.copartitioned()),
+                                     self.settings.kafka.topic_partitions)
+        if problem:
+            raise ConfigError(problem)
 
     # -- writes ---------------------------------------------------------------------
 
